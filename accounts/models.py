@@ -1,0 +1,254 @@
+"""Companies (the tenant tree), users with roles, and emailed verification codes."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_countries.fields import CountryField
+
+from accounts.scoping import ScopedQuerySet
+
+NORTH_AMERICA = {"US", "CA", "MX"}
+ACCESS_CODE_ALPHABET = string.ascii_uppercase + string.digits
+PATH_SEGMENT_WIDTH = 10
+
+
+class CompanyType(models.TextChoices):
+    PLATFORM = "platform", _("Platform operator")
+    DISTRIBUTOR = "distributor", _("Distributor")
+    INSTALLER = "installer", _("Installer")
+    OWNER = "owner", _("Owner")
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", _("Administrator")
+    OM = "om", _("O&M engineer")
+    OWNER = "owner", _("Owner (common user)")
+
+
+class Currency(models.TextChoices):
+    EUR = "EUR", _("Euro (€)")
+    USD = "USD", _("US dollar ($)")
+    GBP = "GBP", _("Pound sterling (£)")
+    CHF = "CHF", _("Swiss franc (CHF)")
+    CAD = "CAD", _("Canadian dollar (CA$)")
+    PLN = "PLN", _("Polish złoty (zł)")
+    SEK = "SEK", _("Swedish krona (kr)")
+
+
+def new_access_code() -> str:
+    return "".join(secrets.choice(ACCESS_CODE_ALPHABET) for _ in range(8))
+
+
+class CompanyQuerySet(ScopedQuerySet):
+    company_path = ""
+
+    def visible_to_owner(self, user: User) -> CompanyQuerySet:
+        return self.filter(pk=user.company_id)
+
+
+class Company(models.Model):
+    """A merchant in the tree: platform → distributors → installers → owner companies.
+
+    `path` holds the ids from the root down ("0000000001.0000000007."), so "this company and
+    everything below it" is one indexed prefix match.
+    """
+
+    type = models.CharField(_("company type"), max_length=16, choices=CompanyType.choices)
+    superior = models.ForeignKey(
+        "self",
+        verbose_name=_("superior"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="subordinates",
+    )
+    name = models.CharField(_("company name"), max_length=120)
+    country = CountryField(_("country/region"))
+    address = models.CharField(_("address"), max_length=255, blank=True)
+    description = models.TextField(_("description"), max_length=1000, blank=True)
+    logo = models.ImageField(_("logo"), upload_to="logos/", blank=True)
+    access_code = models.CharField(
+        _("access code"), max_length=16, unique=True, default=new_access_code, editable=False
+    )
+    path = models.CharField(max_length=255, editable=False, db_index=True, default="")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = CompanyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("company")
+        verbose_name_plural = _("companies")
+        ordering = ["path"]
+        indexes = [
+            models.Index(
+                fields=["path"], name="company_path_prefix", opclasses=["varchar_pattern_ops"]
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        creating = self.pk is None
+        super().save(*args, **kwargs)
+        if creating or not self.path:
+            parent_path = self.superior.path if self.superior_id else ""
+            self.path = f"{parent_path}{self.pk:0{PATH_SEGMENT_WIDTH}d}."
+            type(self).objects.filter(pk=self.pk).update(path=self.path)
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("accounts:company_detail", args=[self.pk])
+
+    @property
+    def depth(self) -> int:
+        return self.path.count(".") - 1
+
+    @property
+    def region(self) -> str:
+        """The deployment region the guide distinguishes: Europe or North America."""
+        return "north_america" if self.country.code in NORTH_AMERICA else "europe"
+
+    def is_below(self, other: Company) -> bool:
+        return self.path.startswith(other.path)
+
+
+class UserQuerySet(ScopedQuerySet):
+    company_path = "company"
+
+    def visible_to_owner(self, user: User) -> UserQuerySet:
+        return self.filter(pk=user.pk)
+
+
+class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **fields) -> User:
+        if not email:
+            raise ValueError("An email address is required")
+        user = self.model(email=normalize_email(email), **fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **fields) -> User:
+        fields.setdefault("is_staff", True)
+        fields.setdefault("is_superuser", True)
+        fields.setdefault("role", Role.ADMIN)
+        return self.create_user(email, password, **fields)
+
+    def get_by_natural_key(self, username: str) -> User:
+        return self.get(email=normalize_email(username))
+
+
+def normalize_email(email: str) -> str:
+    """Emails are compared case-insensitively everywhere: store them lower-cased."""
+    return (email or "").strip().lower()
+
+
+def avatar_path(instance: User, filename: str) -> str:
+    return f"avatars/{instance.pk or 'new'}/{filename}"
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    email = models.EmailField(_("email"), unique=True)
+    username = models.CharField(_("username"), max_length=60)
+    company = models.ForeignKey(
+        Company,
+        verbose_name=_("company"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="users",
+    )
+    role = models.CharField(_("role"), max_length=8, choices=Role.choices, default=Role.OWNER)
+    supervisor = models.ForeignKey(
+        "self",
+        verbose_name=_("supervisor"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="supervised",
+    )
+    country = CountryField(_("country/region"), blank=True)
+    description = models.CharField(_("description"), max_length=255, blank=True)
+    avatar = models.ImageField(_("avatar"), upload_to=avatar_path, blank=True)
+    currency = models.CharField(
+        _("currency"), max_length=3, choices=Currency.choices, default=Currency.EUR
+    )
+    language = models.CharField(
+        _("language"), max_length=8, choices=settings.LANGUAGES, default="en"
+    )
+    time_zone = models.CharField(_("time zone"), max_length=64, default="UTC")
+    password_is_temporary = models.BooleanField(default=False, editable=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    is_staff = models.BooleanField(_("staff status"), default=False)
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["username"]
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        ordering = ["username", "email"]
+
+    def __str__(self) -> str:
+        return self.username or self.email
+
+    def save(self, *args, **kwargs) -> None:
+        self.email = normalize_email(self.email)
+        super().save(*args, **kwargs)
+
+    def get_full_name(self) -> str:
+        return str(self)
+
+    def get_short_name(self) -> str:
+        return str(self)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == Role.OWNER and not self.is_superuser
+
+
+class CodePurpose(models.TextChoices):
+    REGISTER = "register", _("Registration")
+    RESET_PASSWORD = "reset_password", _("Password reset")
+    EMAIL_OLD = "email_old", _("Confirm current email")
+    EMAIL_NEW = "email_new", _("Confirm new email")
+
+
+class VerificationCode(models.Model):
+    """A code emailed on "Send": single-use, expiring, with a limited number of attempts.
+
+    Only a hash of the code is stored.
+    """
+
+    email = models.EmailField()
+    purpose = models.CharField(max_length=16, choices=CodePurpose.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    code_hash = models.CharField(max_length=128)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["email", "purpose", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} code for {self.email}"

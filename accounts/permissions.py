@@ -1,0 +1,90 @@
+"""Role rules, in one place: `can(user, action, obj)`.
+
+Administrators manage companies, users and roles; O&M engineers do everything except delete
+companies and change roles; owners (common users) only view. An object outside the user's
+scope is never allowed (views answer 404 for it before asking here).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import PermissionDenied
+
+from accounts.scoping import is_visible
+
+if TYPE_CHECKING:
+    from django.db import models
+
+    from accounts.models import User
+
+ADMIN = "admin"
+OM = "om"
+OWNER = "owner"
+STAFF_ROLES = frozenset({ADMIN, OM})
+ALL_ROLES = frozenset({ADMIN, OM, OWNER})
+
+RULES: dict[str, frozenset[str]] = {
+    # Account -> Company
+    "company.view": STAFF_ROLES,
+    "company.add": STAFF_ROLES,
+    "company.change": STAFF_ROLES,
+    "company.delete": frozenset({ADMIN}),
+    # Account -> User management
+    "user.view": STAFF_ROLES,
+    "user.add": STAFF_ROLES,
+    "user.change": STAFF_ROLES,
+    "user.change_role": frozenset({ADMIN}),
+    "user.reset_password": STAFF_ROLES,
+    # Sites and devices (pages come with later features)
+    "site.view": ALL_ROLES,
+    "site.manage": STAFF_ROLES,
+    "device.view": ALL_ROLES,
+    "device.manage": STAFF_ROLES,
+    "device.operate": STAFF_ROLES,
+    "upgrade.manage": STAFF_ROLES,
+    "maintenance.view": STAFF_ROLES,
+}
+
+
+def can(user: User, action: str, obj: models.Model | None = None) -> bool:
+    """May `user` perform `action` (on `obj`, when given)?"""
+    if action not in RULES:
+        raise ValueError(f"unknown action {action!r}")
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    if not user.is_superuser and user.role not in RULES[action]:
+        return False
+    if obj is not None and not is_visible(user, obj):
+        return False
+    return _object_rule(user, action, obj)
+
+
+def require(user: User, action: str, obj: models.Model | None = None) -> None:
+    """Raise PermissionDenied unless `can(user, action, obj)`."""
+    if not can(user, action, obj):
+        raise PermissionDenied
+
+
+def assignable_roles(user: User) -> list[str]:
+    """Roles `user` may give to another user: only administrators hand out administrator."""
+    if user.is_superuser or user.role == ADMIN:
+        return [ADMIN, OM, OWNER]
+    if user.role == OM:
+        return [OM, OWNER]
+    return []
+
+
+def _object_rule(user: User, action: str, obj: models.Model | None) -> bool:
+    """Rules that depend on the object, beyond role and scope."""
+    if obj is None:
+        return True
+    if action == "company.delete":
+        # The platform root and your own company are never deleted from the portal.
+        return obj.superior_id is not None and obj.pk != user.company_id
+    if action == "user.change_role":
+        # Nobody changes their own role (an administrator cannot lock themselves out).
+        return obj.pk != user.pk
+    if action == "user.reset_password":
+        return obj.pk != user.pk
+    return True

@@ -1,0 +1,38 @@
+"""Template context shared by every page: the main menu of the guide."""
+
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+MAIN_MENU = [
+    ("home", _("Home"), "house", "home"),
+    ("account", _("Account"), "building", "accounts:company_list"),
+    ("site", _("Site"), "geo-alt", "placeholder:site"),
+    ("gateway", _("Gateway"), "router", "placeholder:gateway"),
+    ("inverter", _("Inverter"), "lightning-charge", "placeholder:inverter"),
+    ("upgrade", _("Upgrade"), "cloud-arrow-up", "placeholder:upgrade"),
+    ("maintenance", _("Maintenance"), "tools", "placeholder:maintenance"),
+]
+
+
+def navigation(request: HttpRequest) -> dict:
+    if not getattr(request, "user", None) or not request.user.is_authenticated:
+        return {}
+    from accounts.permissions import can
+
+    items = []
+    for key, label, icon, url_name in MAIN_MENU:
+        if key == "account" and not can(request.user, "company.view"):
+            continue
+        items.append({"key": key, "label": label, "icon": icon, "url": reverse(url_name)})
+    section = getattr(getattr(request, "resolver_match", None), "namespace", "") or ""
+    return {"main_menu": items, "menu_section": _section_for(request.path, section)}
+
+
+def _section_for(path: str, namespace: str) -> str:
+    if namespace == "accounts" and "/account/" in path:
+        return "account"
+    for key in ("site", "gateway", "inverter", "upgrade", "maintenance"):
+        if path.startswith(f"/{key}"):
+            return key
+    return "home" if path == "/" else ""

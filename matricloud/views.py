@@ -1,0 +1,60 @@
+"""Home, health check, media and the menu entries whose pages come with later features."""
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import path
+from django.utils.translation import gettext_lazy as _
+from django.views.static import serve
+
+from accounts.models import Company, User
+from accounts.permissions import can
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    companies = Company.objects.visible_to(request.user)
+    context = {
+        "company_count": companies.count(),
+        "user_count": User.objects.visible_to(request.user).count(),
+        "can_manage_accounts": can(request.user, "company.view"),
+    }
+    return render(request, "home.html", context)
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for the load balancer and docker-compose: the database answers."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+@login_required
+def protected_media(request: HttpRequest, path: str) -> HttpResponse:
+    """Uploaded avatars and logos are for signed-in users only."""
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+PLACEHOLDERS = {
+    "site": _("Site"),
+    "gateway": _("Gateway"),
+    "inverter": _("Inverter"),
+    "upgrade": _("Upgrade"),
+    "maintenance": _("Maintenance"),
+}
+
+
+def _placeholder(section: str):
+    @login_required
+    def view(request: HttpRequest) -> HttpResponse:
+        return render(request, "placeholder.html", {"section_title": PLACEHOLDERS[section]})
+
+    view.__name__ = f"{section}_placeholder"
+    return view
+
+
+placeholder_patterns = [
+    path(f"{section}/", _placeholder(section), name=section) for section in PLACEHOLDERS
+]

@@ -1,0 +1,82 @@
+"""Shared fixtures: two tenants (Helios with SunFix below it, and Nordlicht) with a user of
+every role in each, and a client signed in as any of them."""
+
+from types import SimpleNamespace
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from accounts.models import CompanyType, Role
+from tests.factories import CompanyFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache_and_mail(settings, tmp_path):
+    """Each test starts with an empty cache (rate limits, axes) and its own mail folder."""
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{tmp_path.name}"}
+    }
+    settings.MAIL_DIR = tmp_path / "mail"
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def tenants(db):
+    """Platform → Helios Distribution → SunFix Installers; Platform → Nordlicht Energie."""
+    platform = CompanyFactory(type=CompanyType.PLATFORM, name="MatriCloud", superior=None)
+    helios = CompanyFactory(
+        type=CompanyType.DISTRIBUTOR, name="Helios Distribution", superior=platform, country="IT"
+    )
+    sunfix = CompanyFactory(
+        type=CompanyType.INSTALLER, name="SunFix Installers", superior=helios, country="DE"
+    )
+    nordlicht = CompanyFactory(
+        type=CompanyType.DISTRIBUTOR, name="Nordlicht Energie", superior=platform, country="DE"
+    )
+    ns = SimpleNamespace(platform=platform, helios=helios, sunfix=sunfix, nordlicht=nordlicht)
+    ns.helios_admin = UserFactory(
+        company=helios, role=Role.ADMIN, email="admin@helios.example", username="Helios Admin"
+    )
+    ns.helios_om = UserFactory(
+        company=helios, role=Role.OM, email="om@helios.example", username="Helios O&M"
+    )
+    ns.sunfix_admin = UserFactory(
+        company=sunfix, role=Role.ADMIN, email="admin@sunfix.example", username="SunFix Admin"
+    )
+    ns.sunfix_om = UserFactory(
+        company=sunfix, role=Role.OM, email="om@sunfix.example", username="SunFix O&M"
+    )
+    ns.owner = UserFactory(
+        company=sunfix, role=Role.OWNER, email="owner@sunfix.example", username="Olivia Owner"
+    )
+    ns.nordlicht_admin = UserFactory(
+        company=nordlicht,
+        role=Role.ADMIN,
+        email="admin@nordlicht.example",
+        username="Nordlicht Admin",
+    )
+    ns.nordlicht_om = UserFactory(
+        company=nordlicht, role=Role.OM, email="om@nordlicht.example", username="Nordlicht O&M"
+    )
+    ns.nordlicht_owner = UserFactory(
+        company=nordlicht, role=Role.OWNER, email="owner@nordlicht.example", username="Nora Owner"
+    )
+    return ns
+
+
+@pytest.fixture
+def client_for():
+    """client_for(user) → a Client signed in as that user (None → anonymous)."""
+
+    def make(user):
+        client = Client()
+        if user is not None:
+            client.force_login(user, backend="accounts.backends.EmailBackend")
+        return client
+
+    return make
