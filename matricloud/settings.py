@@ -92,6 +92,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 MQTT_URL = env.str("MQTT_URL", default="mqtt://127.0.0.1:1883")
+# The public address of the portal, for links in emails (e.g. https://portal.example.com).
+PORTAL_URL = env.str("PORTAL_URL", default="")
 
 
 def _celery_redis_url(url: str) -> str:

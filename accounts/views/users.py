@@ -1,21 +1,198 @@
-from django.views.generic import TemplateView
+"""Account → User management (guide §5.2): the users of a company, add, edit, select role,
+reset password."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from accounts import services
+from accounts.models import Company, User
+from accounts.permissions import can
+from accounts.tables import UserTable
+from accounts.user_forms import UserAddForm, UserEditForm, UserRoleForm, UserSearchForm
+from accounts.views.companies import company_page_context
+from accounts.views.generic import (
+    ObjectConfirmView,
+    ObjectFormView,
+    ObjectListView,
+    htmx_partial,
+)
 
 
-class CompanyUsersView(TemplateView):
-    pass
+def users_url(user: User) -> str:
+    """The user management tab of the user's company (the company list for company-less
+    platform staff)."""
+    if user.company_id:
+        return reverse("accounts:company_users", args=[user.company_id])
+    return reverse("accounts:company_list")
 
 
-class UserAddView(TemplateView):
-    pass
+class CompanyUsersView(ObjectListView):
+    """Tab "User management": the users of one company, searchable and paginated."""
+
+    action = "user.view"
+    model = User
+    table_class = UserTable
+    search_fields = ("username", "email", "description")
+    template_name = "accounts/users/list.html"
+    htmx_target = "user-table"
+    paginate_by = 20
+
+    def get_object(self) -> Company:
+        return get_object_or_404(
+            Company.objects.visible_to(self.request.user), pk=self.kwargs["pk"]
+        )
+
+    def get_queryset(self):
+        return super().get_queryset().filter(company=self.object).select_related("supervisor")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        if htmx_partial(self.request, self.htmx_target):  # the table only: skip the header
+            page = {
+                "company": self.object,
+                "can_add_user": can(self.request.user, "user.add", self.object),
+            }
+        else:
+            page = company_page_context(self.request, self.object)
+        return super().get_context_data(
+            search_form=UserSearchForm(self.request.GET or None), **page, **kwargs
+        )
 
 
-class UserEditView(TemplateView):
-    pass
+class UserAddView(ObjectFormView):
+    """Add a user to a company: basic information, then the role (guide §5.2.1)."""
+
+    model = Company
+    action = "user.add"
+    form_class = UserAddForm
+    template_name = "accounts/users/add.html"
+    email_failed = False
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "user": self.request.user, "company": self.object}
+
+    def save(self, form: UserAddForm) -> User:
+        try:
+            return services.create_user(acting_user=self.request.user, **form.service_kwargs())
+        except services.PasswordEmailFailed as failed:
+            self.email_failed = True
+            messages.warning(self.request, _email_failed_message(failed.user))
+            return failed.user
+
+    def get_success_message(self) -> str:
+        user = self.result
+        if user.password_is_temporary and not self.email_failed:
+            return _(
+                "User “%(name)s” has been added. A temporary password has been emailed to "
+                "%(email)s."
+            ) % {"name": user, "email": user.email}
+        return _("User “%(name)s” has been added.") % {"name": user}
+
+    def get_success_url(self) -> str:
+        return reverse("accounts:company_users", args=[self.object.pk])
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(company=self.object, **kwargs)
 
 
-class UserRoleView(TemplateView):
-    pass
+class UserEditView(ObjectFormView):
+    """Edit a user's basic information (guide §5.2.2)."""
+
+    model = User
+    action = "user.change"
+    form_class = UserEditForm
+    template_name = "accounts/users/edit.html"
+    success_message = gettext_lazy("User “%(object)s” has been saved.")
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "user": self.request.user, "target": self.object}
+
+    def save(self, form: UserEditForm) -> User:
+        return services.update_user(self.object, acting_user=self.request.user, **form.cleaned_data)
+
+    def get_success_url(self) -> str:
+        return users_url(self.object)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(
+            **user_page_context(self.request.user, self.object), **kwargs
+        )
 
 
-class UserResetPasswordView(TemplateView):
-    pass
+class UserRoleView(ObjectFormView):
+    """Select role (guide §5.2.2): administrators only, never one's own role."""
+
+    model = User
+    action = "user.change_role"
+    form_class = UserRoleForm
+    template_name = "accounts/users/role.html"
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "user": self.request.user, "target": self.object}
+
+    def save(self, form: UserRoleForm) -> User:
+        return services.change_role(
+            self.object, acting_user=self.request.user, role=form.cleaned_data["role"]
+        )
+
+    def get_success_message(self) -> str:
+        return _("“%(name)s” is now %(role)s.") % {
+            "name": self.result,
+            "role": self.result.get_role_display(),
+        }
+
+    def get_success_url(self) -> str:
+        return users_url(self.object)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(
+            **user_page_context(self.request.user, self.object), **kwargs
+        )
+
+
+class UserResetPasswordView(ObjectConfirmView):
+    """Email a user a new temporary password (guide §5.2.3); not for one's own account."""
+
+    model = User
+    action = "user.reset_password"
+    template_name = "accounts/users/reset_password.html"
+
+    def perform(self, obj: User) -> None:
+        try:
+            services.reset_user_password(obj, acting_user=self.request.user)
+        except services.PasswordEmailFailed as failed:
+            messages.warning(self.request, _email_failed_message(failed.user))
+        else:
+            messages.success(
+                self.request,
+                _("A new temporary password has been emailed to %(email)s.") % {"email": obj.email},
+            )
+
+    def get_success_url(self) -> str:
+        return users_url(self.object)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(target=self.object, **kwargs)
+
+
+def user_page_context(actor: User, target: User) -> dict[str, Any]:
+    return {
+        "target": target,
+        "company": target.company,
+        "can_change": can(actor, "user.change", target),
+        "can_change_role": can(actor, "user.change_role", target),
+        "can_reset_password": can(actor, "user.reset_password", target),
+    }
+
+
+def _email_failed_message(user: User) -> str:
+    return _(
+        "The change was saved, but the email to %(email)s could not be sent. Please try "
+        "“Reset password” again later."
+    ) % {"email": user.email}
