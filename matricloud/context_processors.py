@@ -30,7 +30,9 @@ def navigation(request: HttpRequest) -> dict:
 
 
 def _section_for(path: str, namespace: str) -> str:
-    if namespace == "accounts" and "/account/" in path:
+    if namespace == "accounts" and path.startswith("/account/") and not path.startswith(
+        "/account/me/"
+    ):
         return "account"
     for key in ("site", "gateway", "inverter", "upgrade", "maintenance"):
         if path.startswith(f"/{key}"):

@@ -1,0 +1,194 @@
+"""Forms of User configuration (guide §3): profile, email, password, deregistration."""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+from functools import cache
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import PasswordChangeForm
+from django.core.exceptions import ValidationError
+from django.template.defaultfilters import filesizeformat
+from django.utils.functional import lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from accounts.auth_forms import (
+    EMAIL_MAX_LENGTH,
+    POLICY_HELP_TEXT,
+    CodeCheckMixin,
+    code_field,
+    password_field,
+)
+from accounts.models import CodePurpose, User, normalize_email
+from accounts.registration import email_is_registered
+from matricloud.forms import StyledFormMixin
+
+AVATAR_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+AVATAR_MAX_SIDE = 4096
+TIME_ZONE_AREAS = ("Europe", "America", "Atlantic", "Africa", "Asia", "Australia", "Pacific")
+
+
+@cache
+def _zones_by_area() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    zones = zoneinfo.available_timezones()
+    return tuple(
+        (
+            area,
+            tuple(
+                (zone, zone.split("/", 1)[1].replace("_", " "))
+                for zone in sorted(zones)
+                if zone.startswith(f"{area}/")
+            ),
+        )
+        for area in TIME_ZONE_AREAS
+    )
+
+
+def time_zone_choices() -> list:
+    return [("UTC", "UTC"), *_zones_by_area()]
+
+
+class AvatarField(forms.ImageField):
+    """An avatar: a JPEG, PNG, GIF or WebP image that Pillow can read, within the size limit.
+
+    The size is checked before Pillow opens the file, and the pixel size after, so that huge or
+    crafted files are refused early.
+    """
+
+    def to_python(self, data):
+        if data is not None and getattr(data, "size", 0) > settings.AVATAR_MAX_BYTES:
+            raise ValidationError(
+                _("The image is too large (%(size)s). The maximum is %(max)s."),
+                code="file_too_large",
+                params={
+                    "size": filesizeformat(data.size),
+                    "max": filesizeformat(settings.AVATAR_MAX_BYTES),
+                },
+            )
+        upload = super().to_python(data)
+        if upload is None:
+            return None
+        image = upload.image
+        if image.format not in AVATAR_FORMATS:
+            raise ValidationError(
+                _("Please upload a JPEG, PNG, GIF or WebP image."), code="invalid_image_format"
+            )
+        if max(image.width, image.height) > AVATAR_MAX_SIDE:
+            raise ValidationError(
+                _("The image may be at most %(side)d × %(side)d pixels."),
+                code="image_too_big",
+                params={"side": AVATAR_MAX_SIDE},
+            )
+        # Our own name: the uploaded one is the visitor's choice and may be anything.
+        upload.name = f"{uuid.uuid4().hex}.{AVATAR_FORMATS[image.format]}"
+        return upload
+
+
+def _avatar_help_text() -> str:
+    return gettext("JPEG, PNG, GIF or WebP, at most %(max)s.") % {
+        "max": filesizeformat(settings.AVATAR_MAX_BYTES)
+    }
+
+
+class ProfileForm(StyledFormMixin, forms.ModelForm):
+    """Guide §3.1: avatar, username, currency unit (and language and time zone)."""
+
+    avatar = AvatarField(
+        label=_("Avatar"),
+        required=False,
+        help_text=lazy(_avatar_help_text, str)(),
+        widget=forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/gif,image/webp"}),
+    )
+    remove_avatar = forms.BooleanField(label=_("Remove the current picture"), required=False)
+    time_zone = forms.ChoiceField(label=_("Time zone"), choices=time_zone_choices)
+
+    class Meta:
+        model = User
+        fields = ["avatar", "username", "currency", "language", "time_zone"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["username"].widget.attrs["placeholder"] = _("Enter user name")
+
+    def save(self, commit: bool = True) -> User:
+        user = super().save(commit=False)
+        if self.cleaned_data.get("remove_avatar") and not self.files.get("avatar"):
+            user.avatar = ""
+        if commit:
+            user.save()
+        return user
+
+
+class VerifyCurrentEmailForm(CodeCheckMixin, StyledFormMixin, forms.Form):
+    """Guide §3.2 step 3–4: the code sent to the current address."""
+
+    code = code_field()
+
+    def __init__(self, *args, user: User, **kwargs) -> None:
+        self.user = user  # before super(): StyledFormMixin cleans bound forms
+        super().__init__(*args, **kwargs)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        self.check_code(self.user.email, CodePurpose.EMAIL_OLD)
+        return cleaned
+
+
+class NewEmailForm(CodeCheckMixin, StyledFormMixin, forms.Form):
+    """Guide §3.2 step 5–6: the new address and the code sent to it."""
+
+    # Named "email" like the other forms, so the "Send" button posts it as is.
+    email = forms.EmailField(
+        max_length=EMAIL_MAX_LENGTH,
+        label=_("New email"),
+        widget=forms.EmailInput(
+            attrs={"placeholder": _("Enter new email"), "autocomplete": "email"}
+        ),
+    )
+    code = code_field()
+
+    def __init__(self, *args, user: User, **kwargs) -> None:
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean_email(self) -> str:
+        email = normalize_email(self.cleaned_data["email"])
+        if email == self.user.email:
+            raise ValidationError(_("This is already your email address."), code="same_email")
+        if email_is_registered(email):
+            raise ValidationError(
+                _("Another account already uses this email address."), code="duplicate_email"
+            )
+        return email
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        self.check_code(cleaned.get("email"), CodePurpose.EMAIL_NEW)
+        return cleaned
+
+
+class PortalPasswordChangeForm(StyledFormMixin, PasswordChangeForm):
+    """Guide §3.3: old password, new password, repeat."""
+
+    old_password = password_field(
+        _("Old password"), placeholder=_("Enter old password"), autocomplete="current-password"
+    )
+    new_password1 = password_field(
+        _("New password"), placeholder=_("Your new password"), help_text=POLICY_HELP_TEXT
+    )
+    new_password2 = password_field(_("Repeat password"), placeholder=_("Enter new password again"))
+
+
+class DeregisterForm(StyledFormMixin, forms.Form):
+    """Guide §3.4: the confirmation below the Account Cancellation Notice."""
+
+    confirm = forms.BooleanField(
+        label=_(
+            "By applying for cancellation, you voluntarily waive all rights within the account "
+            "and agree to withdraw."
+        ),
+        error_messages={"required": _("Please tick the box to confirm the cancellation.")},
+    )

@@ -1,0 +1,105 @@
+"""Who may open the sign-in, registration and User configuration pages.
+
+Visitor pages (sign in, registration, forgotten password) are for anonymous users; a signed-in
+user is sent home. User configuration is about one's own account, so every role of every tenant
+gets it, and an anonymous visitor is sent to sign in.
+"""
+
+from dataclasses import replace
+
+import pytest
+from django.urls import reverse
+
+from tests.permission_matrix import ACTORS, Expect, assert_matrix
+
+pytestmark = pytest.mark.django_db
+
+VISITOR_PAGE = Expect(
+    admin=302,
+    om=302,
+    owner=302,
+    anonymous=200,
+    foreign_admin=302,
+    foreign_om=302,
+    foreign_owner=302,
+)
+OWN_ACCOUNT_PAGE = Expect.tenant_wide(admin=200, om=200, owner=200)
+
+
+def everyone(status: int) -> Expect:
+    return Expect(**dict.fromkeys(ACTORS, status))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        reverse("accounts:login"),
+        reverse("accounts:register"),
+        reverse("accounts:register_form", args=["distributor"]),
+        reverse("accounts:register_form", args=["installer"]),
+        reverse("accounts:register_form", args=["owner"]),
+        reverse("accounts:forgot_password"),
+    ],
+)
+def test_visitor_pages(tenants, client_for, url):
+    assert_matrix(tenants, client_for, url, VISITOR_PAGE)
+
+
+def test_unknown_account_type(tenants, client_for):
+    url = reverse("accounts:register_form", args=["platform"])
+    assert_matrix(tenants, client_for, url, everyone(404))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["profile", "security", "change_email", "change_password", "deregister"],
+)
+def test_own_account_pages(tenants, client_for, name):
+    assert_matrix(tenants, client_for, reverse(f"accounts:{name}"), OWN_ACCOUNT_PAGE)
+
+
+def test_set_password_only_after_a_temporary_password(tenants, client_for):
+    # Without a pending temporary password, signed-in users are sent to change_password.
+    assert_matrix(tenants, client_for, reverse("accounts:set_password"), everyone(302))
+
+
+def test_logout_answers_only_post(tenants, client_for):
+    url = reverse("accounts:logout")
+    assert_matrix(tenants, client_for, url, everyone(405))
+    assert_matrix(tenants, client_for, url, everyone(302), method="post")
+
+
+def test_send_code_answers_only_post(tenants, client_for):
+    url = reverse("accounts:send_code")
+    assert_matrix(tenants, client_for, url, everyone(405))
+
+
+def test_send_code_for_the_current_email_needs_a_signed_in_user(tenants, client_for):
+    expect = replace(everyone(200), anonymous=403)
+    assert_matrix(
+        tenants,
+        client_for,
+        reverse("accounts:send_code"),
+        expect,
+        method="post",
+        data={"purpose": "email_old"},
+    )
+
+
+def test_registration_code_is_for_anyone(tenants, client_for, settings):
+    settings.VERIFICATION_CODE_RESEND_SECONDS = 0  # the same address, seven times in a row
+    settings.VERIFICATION_CODE_MAX_PER_HOUR = 10
+    assert_matrix(
+        tenants,
+        client_for,
+        reverse("accounts:send_code"),
+        everyone(200),
+        method="post",
+        data={"purpose": "register", "email": "brand.new@example.com"},
+    )
+
+
+@pytest.mark.parametrize("name", ["profile", "change_email", "change_password", "deregister"])
+def test_posting_own_account_forms(tenants, client_for, name):
+    # An empty form: signed-in users get the page back with errors, visitors go to sign in.
+    assert_matrix(tenants, client_for, reverse(f"accounts:{name}"), OWN_ACCOUNT_PAGE, method="post")
