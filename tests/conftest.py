@@ -11,6 +11,14 @@ from accounts.models import CompanyType, Role
 from tests.factories import CompanyFactory, UserFactory
 
 
+def pytest_configure(config):
+    """No persistent connections in tests: the live server's thread must not hold one when
+    the test database is dropped."""
+    from django.conf import settings
+
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache_and_mail(settings, tmp_path):
     """Each test starts with an empty cache (rate limits, axes) and its own mail folder."""
