@@ -48,7 +48,8 @@ lint: $(PY_STAMP)
 messages: $(PY_STAMP)
 	mkdir -p locale
 	$(PY) manage.py makemessages -l de -l it --ignore='.venv/*' --ignore='node_modules/*' \
-		--ignore='$(DATA_DIR)/*' --ignore='staticfiles/*'
+		--ignore='$(DATA_DIR)/*' --ignore='staticfiles/*' --ignore='tests/*' --ignore='bench/*' \
+		--no-obsolete
 	$(PY) manage.py compilemessages --ignore='.venv/*' --ignore='node_modules/*'
 
 clean-data:

@@ -74,10 +74,10 @@ def superior_for_access_code(account_type: str, access_code: str) -> Company:
     if superior.type not in ALLOWED_SUPERIORS[account_type]:
         raise ValidationError(
             _(
-                "This access code belongs to a company that cannot take a %(account)s account "
-                "below it. Ask your distributor or installer for the right code."
+                "This access code belongs to a company that cannot take an account of type "
+                "“%(account)s” below it. Ask your distributor or installer for the right code."
             )
-            % {"account": CompanyType(account_type).label.lower()},
+            % {"account": CompanyType(account_type).label},
             code="unsuitable_access_code",
         )
     return superior
