@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "inverters",
     "upgrades",
     "alarms",
+    "simulator",
 ]
 
 MIDDLEWARE = [
