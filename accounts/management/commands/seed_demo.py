@@ -52,8 +52,20 @@ DEMO_USERS = (
 class Command(BaseCommand):
     help = "Create the demo companies and logins that are missing (never changes existing ones)."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--no-fleet",
+            action="store_true",
+            help="only companies and users, without the demo sites, gateways and inverters",
+        )
+
     def handle(self, *args, **options) -> None:
         created = seed_demo()
+        if not options["no_fleet"]:
+            from simulator.demo_fleet import ensure_demo_fleet
+
+            fleet = ensure_demo_fleet()
+            created += [f"{n} {kind}" for kind, n in fleet["created"].items() if n]
         for line in created:
             self.stdout.write(f"created {line}")
         if not created:
