@@ -4,7 +4,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Company
-from accounts.scoping import ScopedQuerySet
+from sites.models import SiteDeviceQuerySet
 
 
 class GatewayModel(models.TextChoices):
@@ -20,15 +20,6 @@ class GatewayStatus(models.TextChoices):
 
 
 DEFAULT_UPLOAD_INTERVAL_S = 60
-
-
-class GatewayQuerySet(ScopedQuerySet):
-    company_path = "company"
-
-    def visible_to_owner(self, user):
-        from sites.models import Site
-
-        return self.filter(site__in=Site.objects.visible_to(user))
 
 
 class Gateway(models.Model):
@@ -61,7 +52,7 @@ class Gateway(models.Model):
     mqtt_password_hash = models.CharField(max_length=255, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
-    objects = GatewayQuerySet.as_manager()
+    objects = SiteDeviceQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("gateway")

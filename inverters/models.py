@@ -5,7 +5,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Company
-from accounts.scoping import ScopedQuerySet
+from sites.models import SiteDeviceQuerySet
 
 
 class InverterStatus(models.TextChoices):
@@ -14,15 +14,6 @@ class InverterStatus(models.TextChoices):
     FAULT = "fault", _("Fault")
     OFFLINE = "offline", _("Offline")
     UNKNOWN = "unknown", _("Unknown")
-
-
-class InverterQuerySet(ScopedQuerySet):
-    company_path = "company"
-
-    def visible_to_owner(self, user):
-        from sites.models import Site
-
-        return self.filter(site__in=Site.objects.visible_to(user))
 
 
 class Inverter(models.Model):
@@ -67,7 +58,7 @@ class Inverter(models.Model):
     last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
-    objects = InverterQuerySet.as_manager()
+    objects = SiteDeviceQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("inverter")

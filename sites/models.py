@@ -67,3 +67,12 @@ class Site(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("sites:detail", args=[self.pk])
+
+
+class SiteDeviceQuerySet(ScopedQuerySet):
+    """Gateways, inverters and their records: owners see those of the sites granted to them."""
+
+    company_path = "company"
+
+    def visible_to_owner(self, user):
+        return self.filter(site__in=Site.objects.visible_to(user))
