@@ -73,3 +73,15 @@ class Inverter(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.serial_number
+
+
+# The telemetry models live in their own module; importing them here registers them with the app.
+from inverters.telemetry import (  # noqa: E402, F401
+    EnergyDaily,
+    GatewayReply,
+    InverterLatest,
+    RejectedMessage,
+    Sample,
+    SiteEnergyDaily,
+    TelemetryLayout,
+)

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from matricloud import stack
@@ -144,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("%s:%s is already in use (another `make run`?); use --addr", host, port)
         return 1
 
-    services = stack.Stack()
+    services = stack.Stack(mqtt_auth=True)
     children: list[Child] = []
     install_signal_handlers(_raise_shutdown)
     try:
@@ -152,6 +153,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         setup_django()
         prepare_database()
         data = services.data
+        from matricloud.demo import prepare_demo_devices
+
+        devices = prepare_demo_devices(
+            data, os.environ["MQTT_URL"], enforce_acl=services.is_embedded("MQTT_URL")
+        )
+        os.environ["MQTT_URL"] = devices.mqtt_url  # the portal's own broker account
+        children.append(Child("ingest", [PYTHON, MANAGE, "ingest"]).start())
+        children.append(
+            Child("simulator", [PYTHON, MANAGE, "simulate", *devices.simulator_args]).start()
+        )
         children.append(Child("web", [PYTHON, MANAGE, "runserver", f"{host}:{port}"]).start())
         children.append(
             Child(
@@ -244,7 +255,7 @@ def cmd_services(args: argparse.Namespace) -> int:
 
 
 def cmd_mqtt_broker(args: argparse.Namespace) -> int:
-    stack.serve_mqtt(args.bind)
+    stack.serve_mqtt(args.bind, Path(args.auth_dir) if args.auth_dir else None)
     return 0
 
 
@@ -265,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("services", help="only the embedded services").set_defaults(func=cmd_services)
     broker = sub.add_parser("mqtt-broker", help=argparse.SUPPRESS)
     broker.add_argument("bind", help="host:port")
+    broker.add_argument("--auth-dir", help="folder with the passwd and acl files to enforce")
     broker.set_defaults(func=cmd_mqtt_broker)
 
     argv = list(sys.argv[1:] if argv is None else argv)

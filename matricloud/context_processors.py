@@ -30,8 +30,10 @@ def navigation(request: HttpRequest) -> dict:
 
 
 def _section_for(path: str, namespace: str) -> str:
-    if namespace == "accounts" and path.startswith("/account/") and not path.startswith(
-        "/account/me/"
+    if (
+        namespace == "accounts"
+        and path.startswith("/account/")
+        and not path.startswith("/account/me/")
     ):
         return "account"
     for key in ("site", "gateway", "inverter", "upgrade", "maintenance"):

@@ -93,6 +93,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 MQTT_URL = env.str("MQTT_URL", default="mqtt://127.0.0.1:1883")
+# Device layer: telemetry storage, ingest and the broker's credential files.
+TELEMETRY_RETENTION_DAYS = env.int("TELEMETRY_RETENTION_DAYS", default=90)
+TELEMETRY_PARTITIONS_AHEAD = env.int("TELEMETRY_PARTITIONS_AHEAD", default=3)
+GATEWAY_OFFLINE_AFTER_INTERVALS = env.int("GATEWAY_OFFLINE_AFTER_INTERVALS", default=3)
+INGEST_CLIENT_ID = env.str("INGEST_CLIENT_ID", default="matricloud-ingest")
+INGEST_SHARED_GROUP = env.str("INGEST_SHARED_GROUP", default="")
+MQTT_PASSWORD_FILE = env.str("MQTT_PASSWORD_FILE", default=str(DATA_DIR / "mosquitto" / "passwd"))
+MQTT_ACL_FILE = env.str("MQTT_ACL_FILE", default=str(DATA_DIR / "mosquitto" / "acl"))
 # The public address of the portal, for links in emails (e.g. https://portal.example.com).
 PORTAL_URL = env.str("PORTAL_URL", default="")
 
@@ -120,6 +128,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULE = {
+    # Gateways that stay connected but stop uploading turn offline (3 missed uploads).
+    "sweep-offline-devices": {"task": "gateways.tasks.sweep_offline_devices", "schedule": 60.0},
+    # Sample partitions are created ahead and dropped after the retention period.
+    "maintain-sample-partitions": {
+        "task": "inverters.tasks.maintain_sample_partitions",
+        "schedule": 3600.0,
+    },
+}
 
 # --- Email ----------------------------------------------------------------------------------
 MAIL_DIR = DATA_DIR / "mail"

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlparse, urlunparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = BASE_DIR / ".matricloud"
@@ -258,6 +259,15 @@ class EmbeddedRedis:
 # --- MQTT -----------------------------------------------------------------------------------
 
 
+def hide_password(url: str) -> str:
+    """The URL as it may be printed: a password becomes ***."""
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return urlunparse(parsed._replace(netloc=netloc))
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -303,12 +313,16 @@ def die_with_parent() -> None:
 class EmbeddedMqtt:
     """An amqtt broker in its own Python process (so it never competes with the launcher).
 
-    It speaks MQTT 3.1.1 and accepts anonymous clients: for a local demo only.
+    It speaks MQTT 3.1.1. Without `auth_dir` it accepts anonymous clients (the test run);
+    with it, it enforces the same password and ACL files Mosquitto would read
+    (`auth_dir/passwd`, `auth_dir/acl`, see gateways.broker_auth), so every gateway may use
+    only its own topics.
     """
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_MQTT_PORT
     logfile: Path | None = None
+    auth_dir: Path | None = None
     name: str = "MQTT broker (amqtt)"
     url: str = ""
     _proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -323,7 +337,14 @@ class EmbeddedMqtt:
         out = open(self.logfile, "ab") if self.logfile else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "matricloud", "mqtt-broker", f"{self.host}:{self.port}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "matricloud",
+                    "mqtt-broker",
+                    f"{self.host}:{self.port}",
+                    *(["--auth-dir", str(self.auth_dir)] if self.auth_dir else []),
+                ],  # fmt: skip
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -339,7 +360,7 @@ class EmbeddedMqtt:
         except Exception:
             self.stop()
             raise
-        self.url = f"mqtt://{self.host}:{self.port}"
+        self.url = f"mqtt://{self.host}:{self.port}?version=311"  # amqtt: MQTT 3.1.1 only
         return self
 
     def stop(self) -> None:
@@ -348,25 +369,33 @@ class EmbeddedMqtt:
             terminate(proc, timeout=5)
 
 
-def broker_config(bind: str) -> dict:
-    return {
-        "listeners": {"default": {"type": "tcp", "bind": bind}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-    }
+def broker_config(bind: str, auth_dir: Path | None = None) -> dict:
+    listeners = {"default": {"type": "tcp", "bind": bind}}
+    if auth_dir is None:
+        anonymous = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+        return {"listeners": listeners, "plugins": anonymous}
+    from gateways.broker_auth import plugin_config
+
+    return {"listeners": listeners, "plugins": plugin_config(auth_dir / "passwd", auth_dir / "acl")}
 
 
-def serve_mqtt(bind: str) -> None:
+def serve_mqtt(bind: str, auth_dir: Path | None = None) -> None:
     """Run an amqtt broker on `bind` ("host:port") until SIGTERM or SIGINT."""
     from amqtt.broker import Broker
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    if auth_dir is not None:  # the auth plugins check hashes with the gateways app's code
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "matricloud.settings")
+        import django
+
+        django.setup()
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        broker = Broker(broker_config(bind))
+        broker = Broker(broker_config(bind, auth_dir))
         await broker.start()
         await stop.wait()
         await broker.shutdown()
@@ -412,6 +441,7 @@ class Stack:
     mqtt_port: int = field(
         default_factory=lambda: int(os.environ.get("MATRICLOUD_MQTT_PORT", DEFAULT_MQTT_PORT))
     )
+    mqtt_auth: bool = False
     services: list[Service] = field(default_factory=list)
     external: dict[str, str] = field(default_factory=dict)
 
@@ -423,7 +453,11 @@ class Stack:
         starters = {
             "DATABASE_URL": lambda: EmbeddedPostgres(self.data / "pgdata"),
             "REDIS_URL": lambda: EmbeddedRedis(self.data / "redis.db"),
-            "MQTT_URL": lambda: EmbeddedMqtt(port=self.mqtt_port, logfile=self.data / "mqtt.log"),
+            "MQTT_URL": lambda: EmbeddedMqtt(
+                port=self.mqtt_port,
+                logfile=self.data / "mqtt.log",
+                auth_dir=self.mqtt_auth_dir if self.mqtt_auth else None,
+            ),
         }
         try:
             for var in SERVICE_URLS:
@@ -445,6 +479,13 @@ class Stack:
             raise
         return {var: os.environ[var] for var in SERVICE_URLS if var in os.environ}
 
+    @property
+    def mqtt_auth_dir(self) -> Path:
+        return self.data / "mosquitto"
+
+    def is_embedded(self, var: str) -> bool:
+        return var not in self.external and bool(os.environ.get(var))
+
     def stop(self) -> None:
         """Stop the embedded services in reverse order; safe to call twice."""
         while self.services:
@@ -458,9 +499,9 @@ class Stack:
     def describe(self) -> Iterator[str]:
         for var in SERVICE_URLS:
             if var in self.external:
-                yield f"{var}={self.external[var]}  (external)"
+                yield f"{var}={hide_password(self.external[var])}  (external)"
             elif os.environ.get(var):
-                yield f"{var}={os.environ[var]}  (embedded)"
+                yield f"{var}={hide_password(os.environ[var])}  (embedded)"
 
     def __enter__(self) -> Stack:
         self.start()

@@ -59,6 +59,9 @@ RESTART_S = (10.0, 20.0)  # guide: "restart the network card (10–20 seconds)"
 MAX_FRAME_BYTES = 256
 SIGNAL_DBM = {"CPS WiFi Kit": (-78, -48), "CPS 4G Kit": (-105, -70)}
 
+# How often a sleeping gateway checks whether its upload interval changed (real seconds).
+RESCHEDULE_CHECK_S = 5.0
+
 
 class CommandError(Exception):
     """A command that failed; the text goes into the reply's `error`."""
@@ -333,13 +336,32 @@ class SimulatedGateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def _next_slot(self, interval: float) -> float:
+        phase = (stable_seed(self.serial) % 1000) / 1000.0 * interval
+        return (self.clock.now() - phase) // interval * interval + phase + interval
+
+    async def _wait_for_slot(self, next_t: float, interval: float) -> bool:
+        """Sleep until `next_t`; False when the interval changed meanwhile (the end of a
+        backfill, a config change), so the caller re-plans instead of sleeping on an old
+        slot up to a whole old interval away."""
+        while not self._stopping:
+            if self.interval != interval:
+                return False
+            if self.clock.now() >= next_t:
+                return True
+            # A frozen clock (rate 0) only moves when a test advances it: no busy loop.
+            step = RESCHEDULE_CHECK_S * max(self.clock.rate, 1.0)
+            await self.clock.sleep_until(min(next_t, self.clock.now() + step))
+        return False
+
     async def _poll_loop(self) -> None:
         interval = self.interval
-        phase = (stable_seed(self.serial) % 1000) / 1000.0 * interval
-        now = self.clock.now()
-        next_t = (now - phase) // interval * interval + phase + interval
+        next_t = self._next_slot(interval)
         while not self._stopping:
-            await self.clock.sleep_until(next_t)
+            if not await self._wait_for_slot(next_t, interval):
+                interval = self.interval
+                next_t = self._next_slot(interval)
+                continue
             if self.connected:
                 try:
                     await self.upload(self.clock.now())

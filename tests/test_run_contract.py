@@ -201,7 +201,7 @@ def test_embedded_mqtt_broker_relays_a_qos1_message_and_stops(tmp_path):
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     client.on_message = lambda c, userdata, message: message.payload == b"hello" and received.set()
     try:
-        assert broker.url == f"mqtt://127.0.0.1:{broker.port}"
+        assert broker.url == f"mqtt://127.0.0.1:{broker.port}?version=311"
         client.connect("127.0.0.1", broker.port)
         client.loop_start()
         client.subscribe("mc/v1/TEST0001/status", qos=1)

@@ -1,0 +1,14 @@
+"""Celery beat tasks of the device layer."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from inverters.ingest import sweep_offline
+
+
+@shared_task(time_limit=60, soft_time_limit=50)
+def sweep_offline_devices() -> dict[str, int]:
+    """Every minute: gateways and inverters that missed their uploads become offline."""
+    gateways, inverters = sweep_offline()
+    return {"gateways": gateways, "inverters": inverters}

@@ -1,0 +1,74 @@
+"""The demo fleet's devices for `make run`: secrets, broker files and simulator arguments.
+
+A real gateway keeps its broker password in its own flash; the simulated ones keep theirs in
+`.matricloud/gateway-credentials.json`, written when a gateway is provisioned. The portal
+stores only hashes. The embedded broker enforces the same password and ACL files Mosquitto
+reads, so the demo runs with per-gateway credentials too.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlparse, urlunparse
+
+PORTAL_USER = "portal"
+# History on first start: 30 days at a coarse interval, caught up in about 80 seconds.
+BACKFILL_DAYS = 30
+BACKFILL_INTERVAL_S = 1800
+BACKFILL_SPEED = 32400
+
+
+@dataclass(frozen=True)
+class DemoDevices:
+    mqtt_url: str
+    credentials_file: Path
+    simulator_args: list[str]
+
+
+def prepare_demo_devices(data: Path, mqtt_url: str, *, enforce_acl: bool) -> DemoDevices:
+    """Provision every gateway without a secret, write the broker files when the broker is
+    ours, and return the portal's broker URL and the simulator's command-line arguments."""
+    from gateways.credentials import ServiceAccount, provision_gateway, write_broker_files
+    from gateways.models import Gateway
+    from inverters.models import Inverter
+    from simulator.demo_fleet import ensure_demo_fleet
+
+    credentials_file = data / "gateway-credentials.json"
+    known = json.loads(credentials_file.read_text()) if credentials_file.exists() else {}
+    for gateway in Gateway.objects.order_by("serial_number"):
+        if gateway.serial_number not in known or not gateway.mqtt_password_hash:
+            known[gateway.serial_number] = provision_gateway(gateway)
+    credentials_file.write_text(json.dumps(known, indent=1, sort_keys=True))
+    credentials_file.chmod(0o600)
+
+    if enforce_acl:
+        secret_file = data / "portal-mqtt.secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(24))
+            secret_file.chmod(0o600)
+        secret = secret_file.read_text().strip()
+        # The portal's own account also reaches the simulator's control topic (mcsim/…).
+        account = ServiceAccount(PORTAL_USER, secret, topic="#")
+        write_broker_files(data / "mosquitto" / "passwd", data / "mosquitto" / "acl", [account])
+        mqtt_url = _with_credentials(mqtt_url, PORTAL_USER, secret)
+
+    args = ["--from-db", "--credentials", str(credentials_file)]
+    for fault in ensure_demo_fleet()["faults"]:
+        args += ["--fault", fault]
+    if not Inverter.objects.filter(last_seen_at__isnull=False).exists():
+        args += [
+            "--backfill-days", str(BACKFILL_DAYS),
+            "--backfill-interval", str(BACKFILL_INTERVAL_S),
+            "--speed", str(BACKFILL_SPEED),
+        ]  # fmt: skip
+    return DemoDevices(mqtt_url, credentials_file, args)
+
+
+def _with_credentials(url: str, user: str, password: str) -> str:
+    parsed = urlparse(url)
+    netloc = f"{quote(user)}:{quote(password, safe='')}@{parsed.hostname}:{parsed.port}"
+    query = parsed.query or "version=311"  # amqtt speaks MQTT 3.1.1 only
+    return urlunparse(parsed._replace(netloc=netloc, query=query))
