@@ -381,17 +381,24 @@ def make_client(
 
 
 def connect_client(
-    client: mqtt.Client, broker: BrokerAddress, *, persistent: bool = True, keepalive: int = 30
+    client: mqtt.Client,
+    broker: BrokerAddress,
+    *,
+    persistent: bool = True,
+    keepalive: int = 30,
+    receive_maximum: int | None = None,
+    asynchronous: bool = False,
 ) -> None:
+    """Open the session. `receive_maximum` (MQTT 5) lets a subscriber that acknowledges after
+    its database commit hold that many unacknowledged messages; without it Mosquitto sends
+    only `max_inflight_messages` (20). `asynchronous` keeps retrying a broker that is down at
+    start-up instead of failing."""
+    connect = client.connect_async if asynchronous else client.connect
     if broker.mqtt_version == 5:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 24 * 3600 if persistent else 0
-        client.connect(
-            broker.host,
-            broker.port,
-            keepalive,
-            clean_start=not persistent,
-            properties=props,
-        )
+        if receive_maximum:
+            props.ReceiveMaximum = max(1, min(receive_maximum, 65535))
+        connect(broker.host, broker.port, keepalive, clean_start=not persistent, properties=props)
     else:
-        client.connect(broker.host, broker.port, keepalive)
+        connect(broker.host, broker.port, keepalive)

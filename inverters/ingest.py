@@ -33,8 +33,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db import utils as db_utils
 from django.utils import timezone
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gateways import protocol
 from gateways.models import GatewayStatus
@@ -127,31 +125,6 @@ def sweep_offline(now: dt.datetime | None = None) -> tuple[int, int]:
 # The MQTT side
 
 
-def connect_async(
-    client: mqtt.Client,
-    broker: protocol.BrokerAddress,
-    *,
-    receive_maximum: int,
-    keepalive: int = 30,
-) -> None:
-    """Like `protocol.connect_client` (persistent session), plus MQTT 5 Receive Maximum.
-
-    Mosquitto 2.0 otherwise lets only `max_inflight_messages` (default 20) unacknowledged
-    messages reach us; since we acknowledge after each commit, that would cap ingest at 20
-    messages per batch. The connection is asynchronous so paho keeps retrying a broker that
-    is down at start-up.
-    """
-    if broker.mqtt_version == 5:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 24 * 3600
-        props.ReceiveMaximum = max(1, min(receive_maximum, 65535))
-        client.connect_async(
-            broker.host, broker.port, keepalive, clean_start=False, properties=props
-        )
-    else:
-        client.connect_async(broker.host, broker.port, keepalive)
-
-
 class IngestService:
     """The ingest loop: an MQTT client that enqueues, a writer that decodes batches and a
     storer that commits them in order, then acknowledges."""
@@ -239,7 +212,9 @@ class IngestService:
     # -- writer --------------------------------------------------------------------------
 
     def start(self) -> None:
-        connect_async(self.client, self.broker, receive_maximum=self.receive_maximum)
+        protocol.connect_client(
+            self.client, self.broker, receive_maximum=self.receive_maximum, asynchronous=True
+        )
         self.client.loop_start()
 
     def stop(self) -> None:

@@ -353,10 +353,13 @@ def ingest_subprocess(broker_url: str, client_id: str, log: Path) -> subprocess.
 def _test_database_url() -> str:
     db = settings.DATABASES["default"]
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    host = db.get("HOST") or "127.0.0.1"
+    options = db.get("OPTIONS", {})
+    # A socket directory may come as HOST or, from a `?host=` URL, as OPTIONS["host"].
+    host = db.get("HOST") or options.get("host") or "127.0.0.1"
+    port = db.get("PORT") or options.get("port") or 5432
     if host.startswith("/"):
-        return f"postgresql://{auth}@/{db['NAME']}?host={host}"
-    return f"postgresql://{auth}@{host}:{db.get('PORT') or 5432}/{db['NAME']}"
+        return f"postgresql://{auth}@/{db['NAME']}?host={host}&port={port}"
+    return f"postgresql://{auth}@{host}:{port}/{db['NAME']}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -699,9 +702,8 @@ def test_simulated_fleet_through_ingest_stores_the_simulators_own_values(mosquit
         )
         for gw, invs in fleet
     ]
-    # (Almost) frozen: the simulator's state stays what it uploaded. Not exactly 0, which the
-    # gateway's re-planning loop of the simulator in progress turns into a busy wait.
-    clock = SimClock(speed=1e-6)
+    # Frozen: the simulator's state stays what it uploaded; the test advances it.
+    clock = SimClock(speed=0)
     inverters = [inv for _, invs in fleet for inv in invs]
     with (
         running_ingest(mosquitto.broker) as service,
