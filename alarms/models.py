@@ -3,11 +3,10 @@
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from accounts.scoping import ScopedQuerySet
-
 # The telemetry storage models live next to their SQL in inverters/telemetry.py; importing the
 # module here registers them while the app registry loads (until inverters/models.py does).
 from inverters import telemetry as _telemetry  # noqa: F401
+from sites.models import SiteDeviceQuerySet
 
 
 class AlarmLevel(models.TextChoices):
@@ -24,14 +23,7 @@ class AlarmStatus(models.TextChoices):
     RECOVERED = "recovered", _("Recovered")
 
 
-class AlarmQuerySet(ScopedQuerySet):
-    company_path = "company"
-
-    def visible_to_owner(self, user):
-        from sites.models import Site
-
-        return self.filter(site__in=Site.objects.visible_to(user))
-
+class AlarmQuerySet(SiteDeviceQuerySet):
     def occurring(self):
         return self.filter(status=AlarmStatus.OCCURRING)
 

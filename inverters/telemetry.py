@@ -33,6 +33,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.scoping import ScopedQuerySet
 from inverters.decoding import TYPED_POINTS, Codec, codec_for_model
+from sites.models import SiteDeviceQuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -140,17 +141,6 @@ class Sample(_TelemetryColumns):
         return f"{self.inverter_id} @ {self.ts.isoformat()}"
 
 
-class _SiteScopedQuerySet(ScopedQuerySet):
-    """Rows with `company` and `site`: owners see the rows of sites granted to them."""
-
-    company_path = "company"
-
-    def visible_to_owner(self, user):
-        from sites.models import Site
-
-        return self.filter(site__in=Site.objects.visible_to(user))
-
-
 class InverterLatest(_TelemetryColumns):
     """The newest upload of one inverter; home and list pages read this, not the samples.
 
@@ -174,7 +164,7 @@ class InverterLatest(_TelemetryColumns):
     faults_ts = models.DateTimeField(null=True, blank=True)
     device_info = models.JSONField(_("device information"), default=dict)
 
-    objects = _SiteScopedQuerySet.as_manager()
+    objects = SiteDeviceQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("latest values")
@@ -239,7 +229,7 @@ class EnergyDaily(models.Model):
     load_base = models.FloatField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = _SiteScopedQuerySet.as_manager()
+    objects = SiteDeviceQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("daily energy")
@@ -272,7 +262,7 @@ class SiteEnergyDaily(models.Model):
     inverters = models.PositiveIntegerField(_("inverters"), default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = _SiteScopedQuerySet.as_manager()
+    objects = SiteDeviceQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("daily site energy")
