@@ -150,7 +150,7 @@ def publisher_process(messages, start, results, published, consumed, window) -> 
 def null_subscriber_process(prefix: str, expected: int, ready, results, consumed) -> None:
     """Receive and parse (TelemetryMessage.decode) our traffic, then discard it."""
     from gateways import protocol
-    from inverters.ingest import connect_async, tune_process
+    from inverters.ingest import tune_process
 
     tune_process()  # the same process settings as ingest, for a fair comparison
     broker = protocol.BrokerAddress(HOST, PORT)
@@ -179,7 +179,7 @@ def null_subscriber_process(prefix: str, expected: int, ready, results, consumed
     client.on_message = on_message
     client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in protocol.cloud_subscriptions()])
     client.on_subscribe = lambda *_: ready.set()
-    connect_async(client, broker, receive_maximum=65535)
+    protocol.connect_client(client, broker, receive_maximum=65535, asynchronous=True)
     client.loop_start()
     done.wait(TIME_LIMIT_S)
     client.disconnect()
