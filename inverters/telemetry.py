@@ -180,7 +180,25 @@ class InverterLatest(_TelemetryColumns):
         return {**self.device_info, **shown}
 
 
-class EnergyDaily(models.Model):
+class DayTotals(models.Model):
+    """What a day shows on energy pages, for an inverter or a whole site."""
+
+    day = models.DateField(_("day"))
+    pv_kwh = models.FloatField(_("PV yield (kWh)"), default=0)
+    charge_kwh = models.FloatField(_("charged (kWh)"), default=0)
+    discharge_kwh = models.FloatField(_("discharged (kWh)"), default=0)
+    import_kwh = models.FloatField(_("grid import (kWh)"), default=0)
+    export_kwh = models.FloatField(_("grid export (kWh)"), default=0)
+    load_kwh = models.FloatField(_("consumption (kWh)"), default=0)
+    peak_power_w = models.FloatField(_("peak PV power (W)"), null=True)
+    min_soc = models.FloatField(_("minimum SOC (%)"), null=True)
+    max_soc = models.FloatField(_("maximum SOC (%)"), null=True)
+
+    class Meta:
+        abstract = True
+
+
+class EnergyDaily(DayTotals):
     """Energy of one inverter in one local day of its site, from its counters' deltas.
 
     A day's energy is its last counter reading minus the previous day's last reading (`*_base`,
@@ -196,16 +214,6 @@ class EnergyDaily(models.Model):
     site = models.ForeignKey(
         "pv_sites.Site", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    day = models.DateField(_("day"))
-    pv_kwh = models.FloatField(_("PV yield (kWh)"), default=0)
-    charge_kwh = models.FloatField(_("charged (kWh)"), default=0)
-    discharge_kwh = models.FloatField(_("discharged (kWh)"), default=0)
-    import_kwh = models.FloatField(_("grid import (kWh)"), default=0)
-    export_kwh = models.FloatField(_("grid export (kWh)"), default=0)
-    load_kwh = models.FloatField(_("consumption (kWh)"), default=0)
-    peak_power_w = models.FloatField(_("peak PV power (W)"), null=True)
-    min_soc = models.FloatField(_("minimum SOC (%)"), null=True)
-    max_soc = models.FloatField(_("maximum SOC (%)"), null=True)
     samples = models.PositiveIntegerField(_("samples"), default=0)
     first_ts = models.DateTimeField(null=True)
     last_ts = models.DateTimeField(null=True)
@@ -244,21 +252,11 @@ class EnergyDaily(models.Model):
         return f"{self.inverter_id} {self.day}"
 
 
-class SiteEnergyDaily(models.Model):
+class SiteEnergyDaily(DayTotals):
     """A site's day: sums of its inverters' days (peak = sum of their peaks, an upper bound)."""
 
     site = models.ForeignKey("pv_sites.Site", on_delete=models.CASCADE, related_name="energy_days")
     company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
-    day = models.DateField(_("day"))
-    pv_kwh = models.FloatField(_("PV yield (kWh)"), default=0)
-    charge_kwh = models.FloatField(_("charged (kWh)"), default=0)
-    discharge_kwh = models.FloatField(_("discharged (kWh)"), default=0)
-    import_kwh = models.FloatField(_("grid import (kWh)"), default=0)
-    export_kwh = models.FloatField(_("grid export (kWh)"), default=0)
-    load_kwh = models.FloatField(_("consumption (kWh)"), default=0)
-    peak_power_w = models.FloatField(_("peak PV power (W)"), null=True)
-    min_soc = models.FloatField(_("minimum SOC (%)"), null=True)
-    max_soc = models.FloatField(_("maximum SOC (%)"), null=True)
     inverters = models.PositiveIntegerField(_("inverters"), default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

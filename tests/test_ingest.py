@@ -450,8 +450,9 @@ def test_a_resent_upload_is_stored_and_counted_once(mosquitto, clean_samples):
         wait_for(settled(service, 6), what="6 messages")
     assert service.counters.samples == 3 and service.counters.duplicates == 3
     assert sample_counts([inv.id]) == 3
-    day = EnergyDaily.objects.get(inverter=inv)
-    assert day.samples == 3 and day.pv_kwh == pytest.approx(2.0)
+    days = EnergyDaily.objects.filter(inverter=inv)  # may straddle the site's midnight
+    assert sum(d.samples for d in days) == 3
+    assert sum(d.pv_kwh for d in days) == pytest.approx(2.0)
 
 
 def test_bad_messages_are_rejected_with_a_reason_and_good_devices_kept(mosquitto, clean_samples):
@@ -620,7 +621,9 @@ def test_kill_9_of_ingest_under_load_loses_nothing(mosquitto, clean_samples, tmp
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
     assert stored_at_kill < n
-    assert EnergyDaily.objects.get(inverter=inv).samples == n
+    # 800 s of samples may straddle the site's local midnight: count over its days.
+    days = EnergyDaily.objects.filter(inverter=inv)
+    assert sum(day.samples for day in days) == n
 
 
 def _queue_settings() -> str:
