@@ -101,6 +101,11 @@ INGEST_CLIENT_ID = env.str("INGEST_CLIENT_ID", default="matricloud-ingest")
 INGEST_SHARED_GROUP = env.str("INGEST_SHARED_GROUP", default="")
 MQTT_PASSWORD_FILE = env.str("MQTT_PASSWORD_FILE", default=str(DATA_DIR / "mosquitto" / "passwd"))
 MQTT_ACL_FILE = env.str("MQTT_ACL_FILE", default=str(DATA_DIR / "mosquitto" / "acl"))
+# Remote operations: how long a command may wait for an offline gateway before it expires, and
+# how long a worker waits for the answer itself (later answers are picked up by the sweep).
+REMOTE_OPERATION_DEADLINE_S = env.int("REMOTE_OPERATION_DEADLINE_S", default=600)
+REMOTE_OPERATION_REPLY_WAIT_S = env.float("REMOTE_OPERATION_REPLY_WAIT_S", default=15.0)
+REMOTE_OPERATION_SWEEP_S = env.float("REMOTE_OPERATION_SWEEP_S", default=5.0)
 # The public address of the portal, for links in emails (e.g. https://portal.example.com).
 PORTAL_URL = env.str("PORTAL_URL", default="")
 
@@ -131,6 +136,12 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE = {
     # Gateways that stay connected but stop uploading turn offline (3 missed uploads).
     "sweep-offline-devices": {"task": "gateways.tasks.sweep_offline_devices", "schedule": 60.0},
+    # Remote operations: answered ones finished, overdue ones expired, queued ones dispatched
+    # as soon as their gateway is back.
+    "sweep-operations": {
+        "task": "gateways.tasks.sweep_operations",
+        "schedule": REMOTE_OPERATION_SWEEP_S,
+    },
     # Sample partitions are created ahead and dropped after the retention period.
     "maintain-sample-partitions": {
         "task": "inverters.tasks.maintain_sample_partitions",

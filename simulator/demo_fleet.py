@@ -19,8 +19,8 @@ from typing import TextIO
 
 from django.db import transaction
 
+from gateways.gateway_settings import default_config
 from inverters.registermap import RegisterMap
-from simulator.gateway_config import default_config
 
 OWNER_EMAIL = "owner@sunfix.example"
 

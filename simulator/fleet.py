@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gateways.gateway_settings import ConfigError, apply_config, default_config
 from gateways.protocol import BrokerAddress
 from simulator.clock import SimClock
 from simulator.gateway import GatewayOptions, SimulatedGateway
-from simulator.gateway_config import ConfigError, apply_config, default_config
 from simulator.inverter import SimulatedInverter
 from simulator.mqtt import MqttHub
 from simulator.sources import GatewaySpec, load_credentials

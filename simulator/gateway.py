@@ -28,6 +28,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from gateways.gateway_settings import ConfigError, apply_config, default_config
 from gateways.protocol import (
     CMD,
     QOS,
@@ -49,7 +50,6 @@ from gateways.protocol import (
 from inverters.registermap import RegisterMap, list_models
 from simulator.bus import BusClient, BusError, BusServer, BusTimeout, ModbusExceptionReply
 from simulator.clock import SimClock
-from simulator.gateway_config import ConfigError, apply_config, default_config
 from simulator.inverter import SimulatedInverter, stable_seed
 from simulator.mqtt import MqttHub, drop_connection
 
@@ -57,6 +57,7 @@ log = logging.getLogger("simulator.gateway")
 
 RESTART_S = (10.0, 20.0)  # guide: "restart the network card (10–20 seconds)"
 MAX_FRAME_BYTES = 256
+MAX_BATCH_FRAMES = 32
 SIGNAL_DBM = {"CPS WiFi Kit": (-78, -48), "CPS 4G Kit": (-105, -70)}
 
 # How often a sleeping gateway checks whether its upload interval changed (real seconds).
@@ -497,19 +498,32 @@ class SimulatedGateway:
             await self.restart(seconds)
 
     async def _cmd_modbus(self, command: Command) -> dict:
+        """`frame`: one RTU frame → `{"frame": answer}`. `frames`: a list forwarded in order on
+        the same line → `{"frames": [{"frame": answer} | {"error": why}, …]}`, so a write and
+        its read-back travel as one command."""
         params = command.params
-        try:
-            frame = base64.b64decode(str(params.get("frame", "")), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CommandError("params.frame must be a base64 RTU frame") from exc
-        if not 4 <= len(frame) <= MAX_FRAME_BYTES:
-            raise CommandError(f"an RTU frame has 4..{MAX_FRAME_BYTES} bytes")
         timeout_ms = params.get("timeout_ms", int(self.options.modbus_timeout_s * 1000))
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
             raise CommandError("params.timeout_ms must be an integer")
         timeout = min(max(timeout_ms, 20), 10_000) / 1000
         if self.line is None:
             raise CommandError("this gateway simulates no RS-485 line (light mode)")
+        if "frames" in params:
+            frames = params["frames"]
+            if not isinstance(frames, list) or not 1 <= len(frames) <= MAX_BATCH_FRAMES:
+                raise CommandError(f"params.frames must be a list of 1..{MAX_BATCH_FRAMES} frames")
+            decoded = [_rtu_frame(f) for f in frames]
+            answers = []
+            for frame in decoded:
+                try:
+                    answers.append({"frame": await self._forward(frame, timeout)})
+                except CommandError as exc:
+                    answers.append({"error": str(exc)})
+            return {"frames": answers}
+        return {"frame": await self._forward(_rtu_frame(params.get("frame", "")), timeout)}
+
+    async def _forward(self, frame: bytes, timeout: float) -> str:
+        assert self.line is not None
         try:
             answer = await self.line.transact(frame, timeout)
         except BusTimeout as exc:
@@ -517,7 +531,7 @@ class SimulatedGateway:
         except BusError as exc:
             raise CommandError(f"bus error: {exc}") from exc
         self.stats["forwarded_frames"] += 1
-        return {"frame": base64.b64encode(answer).decode("ascii")}
+        return base64.b64encode(answer).decode("ascii")
 
     def _cmd_config(self, params: dict) -> tuple[dict, bool]:
         try:
@@ -574,6 +588,16 @@ class SimulatedGateway:
 
     def __repr__(self) -> str:
         return f"<SimulatedGateway {self.serial} {len(self.inverters)} inverter(s)>"
+
+
+def _rtu_frame(value: Any) -> bytes:
+    try:
+        frame = base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CommandError("params.frame must be a base64 RTU frame") from exc
+    if not 4 <= len(frame) <= MAX_FRAME_BYTES:
+        raise CommandError(f"an RTU frame has 4..{MAX_FRAME_BYTES} bytes")
+    return frame
 
 
 def _peek_id(payload: bytes) -> str | None:
