@@ -90,10 +90,11 @@ class ReplyWaiter:
         event: threading.Event = threading.Event()
         with self._lock:
             self._waiting[command.id] = (event, [])
-        info = self.client.publish(
+        # No wait for the PUBACK: the reply is the acknowledgement that matters, and a command
+        # the broker never took ends expired like any other unanswered one.
+        self.client.publish(
             protocol.topic(serial, protocol.CMD), command.encode(), qos=protocol.QOS
         )
-        info.wait_for_publish(5)
         return event
 
     def take(self, command_id: str) -> protocol.Reply | None:
@@ -138,23 +139,9 @@ def execute(operation_id: int) -> str:
     Returns what happened: `sent`, `finished`, `waiting` (gateway offline: stays queued until
     it reconnects), `expired`, or `skipped` (not queued any more, or another worker has it).
     """
-    with transaction.atomic():
-        operation = (
-            RemoteOperation.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("gateway")
-            .filter(pk=operation_id, state=Q.QUEUED)
-            .first()
-        )
-        if operation is None:
-            return "skipped"
-        now = timezone.now()
-        if operation.deadline <= now:
-            _finish(operation, Q.EXPIRED, _("The gateway stayed offline until the deadline."))
-            return "expired"
-        if operation.gateway.status != GatewayStatus.ONLINE:
-            return "waiting"
-        operation.state, operation.sent_at = Q.SENT, now
-        operation.save(update_fields=["state", "sent_at"])
+    operation = _claim(operation_id)
+    if operation is None:
+        return _not_claimed(operation_id)
     command = protocol.Command(
         op=operation.command["op"],
         params=operation.command["params"],
@@ -162,7 +149,7 @@ def execute(operation_id: int) -> str:
         id=operation.command_id,
     )
     waiter = reply_waiter()
-    arrived = waiter.send(operation.gateway.serial_number, command)
+    arrived = waiter.send(operation.gateway_serial, command)
     wait_s = min(
         settings.REMOTE_OPERATION_REPLY_WAIT_S,
         (operation.deadline - timezone.now()).total_seconds(),
@@ -175,24 +162,47 @@ def execute(operation_id: int) -> str:
     return "finished"
 
 
+def _claim(operation_id: int) -> RemoteOperation | None:
+    """queued → sent in one statement, if the gateway is online and the deadline ahead."""
+    claimed = list(
+        RemoteOperation.objects.raw(
+            "UPDATE gateways_remoteoperation o SET state = %s, sent_at = now() "
+            "FROM gateways_gateway g WHERE o.id = %s AND o.state = %s AND o.deadline > now() "
+            "AND g.id = o.gateway_id AND g.status = %s "
+            "RETURNING o.*, g.serial_number AS gateway_serial",
+            [Q.SENT, operation_id, Q.QUEUED, GatewayStatus.ONLINE],
+        )
+    )
+    return claimed[0] if claimed else None
+
+
+def _not_claimed(operation_id: int) -> str:
+    operation = RemoteOperation.objects.filter(pk=operation_id).select_related("gateway").first()
+    if operation is None or operation.state != Q.QUEUED:
+        return "skipped"
+    if operation.deadline <= timezone.now():
+        _finish(operation, Q.EXPIRED, _("The gateway stayed offline until the deadline."))
+        return "expired"
+    return "waiting"  # the sweep dispatches it again once the gateway is online
+
+
 def complete(operation: RemoteOperation, reply: protocol.Reply) -> bool:
     """Record the outcome of `reply`; False (and no change) unless the operation was `sent`."""
     outcome = _outcome(operation, reply)
     now = timezone.now()
-    changed = RemoteOperation.objects.filter(pk=operation.pk, state=Q.SENT).update(
-        finished_at=now, **outcome
-    )
-    GatewayReply.objects.filter(
-        gateway_id=operation.gateway_id, command_id=operation.command_id, consumed_at=None
-    ).update(consumed_at=now)
-    configured = operation.kind == OperationKind.GATEWAY_CONFIG
-    if changed and configured and outcome["state"] == Q.SUCCEEDED:
+    finished = RemoteOperation.objects.filter(pk=operation.pk, state=Q.SENT)
+    if operation.kind != OperationKind.GATEWAY_CONFIG or outcome["state"] != Q.SUCCEEDED:
+        return bool(finished.update(finished_at=now, **outcome))
+    # The gateway's new settings and the record change together.
+    with transaction.atomic():
+        if not finished.update(finished_at=now, **outcome):
+            return False
         settings_now = outcome["after"].get("settings") or {}
         updates: dict[str, Any] = {"settings": settings_now}
         if "upload_interval_s" in settings_now:
             updates["upload_interval_s"] = settings_now["upload_interval_s"]
         Gateway.objects.filter(pk=operation.gateway_id).update(**updates)
-    return bool(changed)
+    return True
 
 
 def _finish(operation: RemoteOperation, state: str, error: str) -> bool:
@@ -222,6 +232,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
             continue
         reply = protocol.Reply(stored.command_id, stored.ok, stored.result, stored.error or None)
         counts["completed"] += complete(operation, reply)
+        GatewayReply.objects.filter(pk=stored.pk).update(consumed_at=now)
     counts["expired"] += RemoteOperation.objects.filter(state=Q.SENT, deadline__lte=now).update(
         state=Q.EXPIRED,
         error=_("No answer from the gateway before the deadline."),

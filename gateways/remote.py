@@ -60,7 +60,7 @@ def read_registers(
     inverter = _operable(user, inverter)
     rm = _register_map(inverter)
     if group is not None:
-        if group not in rm.groups:
+        if group not in rm.groups():
             raise OperationRefused(_("There is no register group “%(group)s”.") % {"group": group})
         points = rm.points_in_group(group)
     else:

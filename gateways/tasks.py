@@ -14,7 +14,7 @@ def sweep_offline_devices() -> dict[str, int]:
     return {"gateways": gateways, "inverters": inverters}
 
 
-@shared_task(time_limit=120, soft_time_limit=110, acks_late=True)
+@shared_task(time_limit=120, soft_time_limit=110, acks_late=True, ignore_result=True)
 def execute_operation(operation_id: int) -> str:
     """Send one queued remote operation and wait briefly for its answer."""
     from gateways.dispatch import execute
@@ -22,7 +22,7 @@ def execute_operation(operation_id: int) -> str:
     return execute(operation_id)
 
 
-@shared_task(time_limit=60, soft_time_limit=50)
+@shared_task(time_limit=60, soft_time_limit=50, ignore_result=True)
 def sweep_operations() -> dict[str, int]:
     """Every few seconds: finish answered operations, expire overdue ones, dispatch queued
     operations whose gateway came back."""

@@ -354,6 +354,9 @@ class SimulatedInverter:
             except RegisterValueError as exc:
                 log.info("%s: write rejected: %s", self.serial, exc.message)
                 return ExcCodes.ILLEGAL_VALUE
+            if not _device_accepts(key, value):
+                log.info("%s: write rejected by the device: %s = %s", self.serial, key, value)
+                return ExcCodes.ILLEGAL_VALUE
             decoded[key] = value
         self.refresh()  # the time before the write ran on the old settings
         image.regs[:] = merged
@@ -365,6 +368,19 @@ class SimulatedInverter:
 
     def __repr__(self) -> str:
         return f"<SimulatedInverter {self.serial} {self.model} @{self.address}>"
+
+
+# Rules the inverter's firmware enforces beyond the register map (the map's descriptions say
+# so); the portal does not know them, so they come back as Modbus exceptions.
+DEVICE_RULES = {
+    # Grid code: a fixed power factor must be at least 0.8 (under- or over-excited).
+    "power_factor_setpoint": lambda value: abs(float(value)) >= 0.8,
+}
+
+
+def _device_accepts(key: str, value: Any) -> bool:
+    rule = DEVICE_RULES.get(key)
+    return rule is None or rule(value)
 
 
 def stable_seed(text: str) -> int:

@@ -17,6 +17,8 @@ import socket
 
 import paho.mqtt.client as mqtt
 
+from gateways.protocol import no_delay
+
 log = logging.getLogger("simulator.mqtt")
 
 
@@ -53,6 +55,7 @@ class MqttHub:
     # ---- paho socket callbacks (called from paho, on the loop thread) ---------------------
 
     def _on_socket_open(self, client: mqtt.Client, _userdata, sock) -> None:
+        no_delay(sock)
         self.loop.add_reader(sock, client.loop_read)
 
     def _on_socket_close(self, _client: mqtt.Client, _userdata, sock) -> None:

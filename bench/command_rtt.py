@@ -1,0 +1,355 @@
+"""Remote-read round trip, end to end, against a direct pymodbus read of the same register.
+
+1. whole path: `gateways.remote.read_registers` (checks, record `queued`) → Celery (Redis) →
+   a `celery worker` process → MQTT command → simulated gateway → Modbus RTU over its TCP line →
+   simulated inverter → reply → the worker parses it and updates the record → this script sees
+   the record finished (polling the row every millisecond);
+2. baseline: a pymodbus client reads the same input register (batt_soc, FC4) from the same
+   simulated inverter's line server (RTU over TCP), one request at a time.
+
+The two are measured interleaved (one of each per round) so machine noise hits both alike.
+
+    .venv/bin/python bench/command_rtt.py [--samples 300] [--warmup 20] [--mqtt-url URL]
+
+It creates its own database (`<DATABASE_URL name>_bench_rtt`) from the migrations and drops it
+afterwards. The broker is a private Mosquitto started with the tuning of the shipped
+deploy/mosquitto/mosquitto.conf (among it `set_tcp_nodelay true`), or `--mqtt-url` (a broker
+without TCP_NODELAY adds about 40 ms per hop: Nagle's algorithm meets the delayed ACK). Celery
+uses REDIS_URL with a queue of its own. The last line is one JSON object: p50_ms,
+p95_ms, direct_p50_ms, direct_p95_ms, samples (and more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODEL = "ECH10K-TH-EU"
+GATEWAY_SN = "BENCHRTT0001"
+INVERTER_SN = "BENCHRTT0001I1"
+KEY = "batt_soc"
+
+
+def bench_database(base_url: str) -> tuple[str, str]:
+    parsed = urlparse(base_url)
+    name = (parsed.path.lstrip("/") or "matricloud") + "_bench_rtt"
+    admin = urlunparse(parsed._replace(path="/postgres"))
+    return admin, urlunparse(parsed._replace(path="/" + name))
+
+
+def recreate_database(admin_url: str, bench_url: str, *, drop_only: bool = False) -> None:
+    import psycopg
+
+    name = urlparse(bench_url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class private_mosquitto:  # noqa: N801 - used like a function
+    """`mosquitto` on a free port with the shipped configuration's tuning."""
+
+    KEYS = ("set_tcp_nodelay", "max_queued_messages", "max_queued_bytes", "max_inflight_messages")
+
+    def __init__(self) -> None:
+        import shutil
+        import socket
+        import tempfile
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        shipped = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+        tuning = [line for line in shipped if line.split(" ")[0] in self.KEYS]
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-rtt-mqtt-"))
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(
+            "\n".join([f"listener {self.port} 127.0.0.1", "allow_anonymous true", "user root"])
+            + "\n"
+            + "\n".join(tuning)
+            + "\n"
+        )
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        end = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise RuntimeError("mosquitto did not start") from None
+                time.sleep(0.05)
+        print(f"private mosquitto on {self.url} with: {', '.join(tuning)}")
+
+    def stop(self) -> None:
+        import shutil
+
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def start(cmd: list[str], log: Path, ready: str, env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    end = time.monotonic() + 60
+    while ready not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > end:
+            proc.kill()
+            raise RuntimeError(f"{cmd[2:5]} did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.1)
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--mqtt-url", help="an external broker instead of a private Mosquitto")
+    args = parser.parse_args()
+    broker = None
+    if args.mqtt_url is None:
+        broker = private_mosquitto()
+        args.mqtt_url = broker.url
+
+    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/matricloud")
+    admin_url, db_url = bench_database(base)
+    recreate_database(admin_url, db_url)
+    run_id = uuid.uuid4().hex[:8]
+    queue = f"bench-rtt-{run_id}"
+    os.environ.update(
+        DATABASE_URL=db_url,
+        MQTT_URL=args.mqtt_url,
+        DJANGO_SETTINGS_MODULE="matricloud.settings",
+        DATABASE_CONN_MAX_AGE="600",
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    logs = ROOT / ".matricloud" / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs: list[subprocess.Popen] = []
+    fleet = None
+    try:
+        user, inverter = make_fleet_rows()
+        fleet = start_simulator(args.mqtt_url)
+        procs.append(
+            start(
+                [sys.executable, "manage.py", "ingest", "--client-id", f"bench-rtt-{run_id}"],
+                logs / "rtt-ingest.log",
+                "connected to",
+                env,
+            )
+        )
+        procs.append(
+            start(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "matricloud",
+                    "worker",
+                    "--pool",
+                    "solo",
+                    "--queues",
+                    queue,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "--loglevel",
+                    "INFO",
+                ],
+                logs / "rtt-worker.log",
+                "ready.",
+                env,
+            )
+        )
+        wait_online(inverter.gateway)
+        result = measure(fleet, user, inverter, queue, args.samples, args.warmup)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if fleet is not None:
+            fleet.stop()
+        if broker is not None:
+            broker.stop()
+        from django.db import connections
+
+        connections.close_all()
+        recreate_database(admin_url, db_url, drop_only=True)
+    print(json.dumps(result))
+
+
+def make_fleet_rows():
+    from accounts.models import Company, CompanyType, Role, User
+    from gateways.models import Gateway
+    from inverters.models import Inverter
+    from sites.models import Site
+
+    company = Company.objects.create(
+        type=CompanyType.INSTALLER, name="Bench Installers", country="DE"
+    )
+    user = User.objects.create_user(
+        email="om@bench.example", password="bench-password-1", company=company, role=Role.OM
+    )
+    site = Site.objects.create(
+        company=company,
+        name="Bench site",
+        address="Bench street 1",
+        country="DE",
+        latitude=48.1,
+        longitude=11.6,
+        time_zone="Europe/Berlin",
+        capacity_kwp=10,
+        tariff_per_kwh="0.30",
+    )
+    gateway = Gateway.objects.create(
+        serial_number=GATEWAY_SN, company=company, site=site, upload_interval_s=3600
+    )
+    inverter = Inverter.objects.create(
+        serial_number=INVERTER_SN,
+        model=MODEL,
+        gateway=gateway,
+        modbus_address=1,
+        company=company,
+        site=site,
+    )
+    return user, inverter
+
+
+def start_simulator(mqtt_url: str):
+    from simulator.fleet import FleetThread
+    from simulator.sources import GatewaySpec, InverterSpec
+
+    spec = GatewaySpec(
+        serial=GATEWAY_SN,
+        inverters=(InverterSpec(INVERTER_SN, MODEL, 1),),
+        upload_interval_s=3600,
+    )
+    return FleetThread([spec], mqtt_url=mqtt_url).start()
+
+
+def wait_online(gateway) -> None:
+    from gateways.models import GatewayStatus
+
+    end = time.monotonic() + 30
+    while True:
+        gateway.refresh_from_db()
+        if gateway.status == GatewayStatus.ONLINE:
+            return
+        if time.monotonic() > end:
+            raise RuntimeError("the simulated gateway did not come online")
+        time.sleep(0.1)
+
+
+def measure(fleet, user, inverter, queue: str, samples: int, warmup: int) -> dict:
+    from pymodbus.client import ModbusTcpClient
+    from pymodbus.framer import FramerType
+
+    from gateways.models import OperationState, RemoteOperation
+    from gateways.remote import read_registers
+    from inverters.registermap import RegisterMap
+    from matricloud.celery import app as celery_app
+
+    celery_app.conf.task_default_queue = queue
+    point = RegisterMap.for_model(MODEL).point(KEY)
+    line_port = fleet.fleet.gateway(GATEWAY_SN).bus.port
+    direct = ModbusTcpClient("127.0.0.1", port=line_port, framer=FramerType.RTU, timeout=1)
+    if not direct.connect():
+        raise RuntimeError("cannot connect to the simulated line")
+    finished = (OperationState.SUCCEEDED, OperationState.FAILED, OperationState.EXPIRED)
+
+    call_ms: list[float] = []
+
+    def whole_path() -> tuple[float, dict]:
+        t0 = time.perf_counter()
+        operation = read_registers(user, inverter, [KEY])
+        call_ms.append((time.perf_counter() - t0) * 1000)
+        state_of = RemoteOperation.objects.filter(pk=operation.pk).values_list("state", flat=True)
+        while (state := state_of.get()) not in finished:
+            time.sleep(0.001)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if state != OperationState.SUCCEEDED:
+            raise RuntimeError(
+                f"read ended {state}: {RemoteOperation.objects.get(pk=operation.pk).error}"
+            )
+        return elapsed, RemoteOperation.objects.get(pk=operation.pk).result["values"][KEY]
+
+    def direct_read() -> tuple[float, list[int]]:
+        t0 = time.perf_counter()
+        answer = direct.read_input_registers(point.address, count=point.n_registers, device_id=1)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if answer.isError():
+            raise RuntimeError(f"direct read failed: {answer}")
+        return elapsed, answer.registers
+
+    for _ in range(warmup):
+        whole_path()
+        direct_read()
+    path_ms, direct_ms = [], []
+    call_ms.clear()
+    last_value = None
+    for _ in range(samples):
+        elapsed, value = whole_path()
+        path_ms.append(elapsed)
+        last_value = value
+        direct_ms.append(direct_read()[0])
+    direct.close()
+    stages = RemoteOperation.objects.order_by("-pk")[:samples].values_list(
+        "created_at", "sent_at", "finished_at"
+    )
+    to_worker = [(sent - created).total_seconds() * 1000 for created, sent, _ in stages]
+    device = [(done - sent).total_seconds() * 1000 for _, sent, done in stages]
+    result = {
+        "p50_ms": round(statistics.median(path_ms), 2),
+        "p95_ms": round(percentile(path_ms, 0.95), 2),
+        "direct_p50_ms": round(statistics.median(direct_ms), 2),
+        "direct_p95_ms": round(percentile(direct_ms, 0.95), 2),
+        "samples": samples,
+        "max_ms": round(max(path_ms), 2),
+        "p50_ratio_to_direct": round(statistics.median(path_ms) / statistics.median(direct_ms), 1),
+        "service_call_p50_ms": round(statistics.median(call_ms), 2),
+        "queued_to_sent_p50_ms": round(statistics.median(to_worker), 2),
+        "sent_to_finished_p50_ms": round(statistics.median(device), 2),
+        "register": f"{point.name} {point.display_address}",
+        "last_value": last_value["display"] if last_value else None,
+        "operations": RemoteOperation.objects.count(),
+    }
+    print(
+        f"whole path  p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  max {result['max_ms']}"
+    )
+    print(f"direct read p50 {result['direct_p50_ms']} ms  p95 {result['direct_p95_ms']} ms")
+    return result
+
+
+if __name__ == "__main__":
+    main()
