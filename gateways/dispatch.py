@@ -277,10 +277,17 @@ def _outcome(operation: RemoteOperation, reply: protocol.Reply) -> dict[str, Any
                 error=(_("Gateway error: %(error)s") % {"error": reply.error or "?"})[:500],
             )
         return fields
-    if operation.command.get("op") == "modbus":
-        fields.update(_modbus_outcome(operation, reply.result))
-    elif operation.kind == OperationKind.GATEWAY_CONFIG:
-        fields["after"] = {"settings": reply.result.get("settings", {})}
+    try:
+        if operation.command.get("op") == "modbus":
+            fields.update(_modbus_outcome(operation, reply.result))
+        elif operation.kind == OperationKind.GATEWAY_CONFIG:
+            new_settings = reply.result.get("settings")
+            if not isinstance(new_settings, dict):
+                raise ValueError("config reply without settings")
+            fields["after"] = {"settings": new_settings}
+    except Exception:  # a malformed answer costs this operation, never the worker
+        log.exception("cannot read the reply to operation %s", operation.pk)
+        fields.update(state=Q.FAILED, error=_("The gateway's answer does not match the command."))
     return fields
 
 

@@ -301,7 +301,23 @@ class Reply:
         if not isinstance(result, dict):
             raise ProtocolError("reply result must be an object")
         error = body.get("error")
-        return cls(rid, ok, result, None if error is None else str(error)[:500])
+        error = None if error is None else storable(str(error)[:500])
+        return cls(rid, ok, storable(result), error)
+
+
+def storable(value: Any) -> Any:
+    """JSON as PostgreSQL can keep it: no NUL characters and no lone surrogates in strings
+    (JSON escapes allow both; jsonb and UTF-8 text refuse them)."""
+    if isinstance(value, str):
+        if value.isascii() and "\x00" not in value:
+            return value
+        cleaned = value.replace("\x00", "\ufffd")
+        return cleaned.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    return value
 
 
 def _load_object(payload: bytes) -> dict:

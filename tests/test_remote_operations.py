@@ -591,3 +591,73 @@ def test_gateway_reset_restarts_the_gateway(rig):
     assert operation.state == OperationState.SUCCEEDED, operation.error
     assert operation.result["restart_s"] > 0
     wait_for(lambda: gateway_status(rig.gateway) == GatewayStatus.OFFLINE, 10, "restarting")
+
+
+# --- malformed answers ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=False)
+def test_malformed_answers_fail_the_operation_with_a_reason_and_never_raise(tenants):
+    """What a broken or hostile gateway may send back: the record ends failed, nothing raises."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    site = Site.objects.create(
+        company=tenants.sunfix,
+        name="S",
+        address="A",
+        country="IT",
+        latitude=45,
+        longitude=9,
+        time_zone="Europe/Rome",
+        capacity_kwp=5,
+        tariff_per_kwh="0.2",
+    )
+    gateway = Gateway.objects.create(serial_number="GWBAD0001", company=tenants.sunfix, site=site)
+    inverter = Inverter.objects.create(
+        serial_number="GWBAD0001I1",
+        model=TH,
+        gateway=gateway,
+        modbus_address=1,
+        company=tenants.sunfix,
+        site=site,
+    )
+    write = write_registers(tenants.sunfix_om, inverter, {"export_limit_power": 5})
+    config = configure_gateway(tenants.sunfix_om, gateway, {"upload_interval_s": 30})
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+        max_leaves=12,
+    )
+    frames = st.lists(
+        st.dictionaries(st.sampled_from(["frame", "error", "x"]), json_values | st.text()),
+        max_size=8,
+    )
+    results = st.fixed_dictionaries(
+        {}, optional={"frames": frames | json_values, "settings": json_values}
+    )
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(result=results, which=st.sampled_from(["write", "config"]))
+    def check(result, which):
+        operation = write if which == "write" else config
+        RemoteOperation.objects.filter(pk=operation.pk).update(state=OperationState.SENT)
+        operation.refresh_from_db()
+        # Through the protocol decoder, as the worker and ingest receive it.
+        wire = protocol.Reply(operation.command_id, True, result).encode()
+        complete(operation, protocol.Reply.decode(wire))
+        operation.refresh_from_db()
+        assert operation.state in (OperationState.FAILED, OperationState.SUCCEEDED)
+        if operation.state == OperationState.FAILED:
+            assert operation.error
+        else:
+            assert which == "config" and isinstance(result.get("settings"), dict)
+
+    check()
+    # A garbled frame (bad CRC) is named as such.
+    RemoteOperation.objects.filter(pk=write.pk).update(state=OperationState.SENT)
+    write.refresh_from_db()
+    bad = [{"frame": "AQMCAAH/"}] * len(write.command["steps"])
+    complete(write, protocol.Reply(write.command_id, True, {"frames": bad}))
+    write.refresh_from_db()
+    assert write.state == OperationState.FAILED and "Invalid answer" in write.error
