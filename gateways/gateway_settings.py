@@ -26,6 +26,9 @@ from inverters.registermap import list_models
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 PARITIES = ("none", "odd", "even")
 FORWARDING = ("none", "serial", "tcp")
+SERIAL_PROTOCOLS = ("ModbusRTU", "ModbusASCII", "Transparent")
+TCP_PROTOCOLS = ("ModbusTCP", "ModbusRTU", "Transparent")
+PORT_TYPES = ("RS485", "RS232")
 MIN_INTERVAL_S, MAX_INTERVAL_S = 1, 3600
 
 
@@ -69,25 +72,31 @@ def apply_config(current: dict, params: dict) -> tuple[dict, list[str]]:
             raise ConfigError(f"forwarding must be one of {', '.join(FORWARDING)}")
         new["forwarding"] = params["forwarding"]
     if "serial_port" in params:
-        sp = _object(params["serial_port"], "serial_port")
+        sp = _object(params["serial_port"], "serial_port", new["serial_port"])
         merged = {**new["serial_port"], **sp}
         _int(merged["port"], "serial_port.port", 0, 15)
         _baud(merged["baud_rate"], "serial_port.baud_rate")
         if merged["parity"] not in PARITIES:
             raise ConfigError(f"serial_port.parity must be one of {', '.join(PARITIES)}")
         _int(merged["stop_bits"], "serial_port.stop_bits", 1, 2)
+        _choice(merged["protocol"], "serial_port.protocol", SERIAL_PROTOCOLS)
         new["serial_port"] = merged
     if "tcp_forwarding" in params:
-        tf = {**new["tcp_forwarding"], **_object(params["tcp_forwarding"], "tcp_forwarding")}
+        tf = _object(params["tcp_forwarding"], "tcp_forwarding", new["tcp_forwarding"])
+        tf = {**new["tcp_forwarding"], **tf}
         if not isinstance(tf["enabled"], bool):
             raise ConfigError("tcp_forwarding.enabled must be true or false")
         _int(tf["port"], "tcp_forwarding.port", 1, 65535)
+        _choice(tf["protocol"], "tcp_forwarding.protocol", TCP_PROTOCOLS)
         new["tcp_forwarding"] = tf
     if "baud_rate" in params:
         br = params["baud_rate"]
-        br = {"baud_rate": br} if isinstance(br, int) else _object(br, "baud_rate")
+        br = (
+            {"baud_rate": br} if isinstance(br, int) else _object(br, "baud_rate", new["baud_rate"])
+        )
         merged = {**new["baud_rate"], **br}
         _baud(merged["baud_rate"], "baud_rate.baud_rate")
+        _choice(merged["port_type"], "baud_rate.port_type", PORT_TYPES)
         new["baud_rate"] = merged
     changed = [k for k in new if new[k] != current.get(k)]
     return new, changed
@@ -111,9 +120,20 @@ def _protocols(value: Any) -> list[dict]:
     return out
 
 
-def _object(value: Any, name: str) -> dict:
+def _object(value: Any, name: str, known: dict | None = None) -> dict:
+    """`value` as a settings object; with `known`, only the keys `known` has."""
     if not isinstance(value, dict):
         raise ConfigError(f"{name} must be an object")
+    if known is not None:
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) in {name}: {', '.join(map(str, unknown))}")
+    return value
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}")
     return value
 
 
