@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
 from django.views.static import serve
@@ -42,7 +42,6 @@ PLACEHOLDERS = {
     "gateway": _("Gateway"),
     "inverter": _("Inverter"),
     "upgrade": _("Upgrade"),
-    "maintenance": _("Maintenance"),
 }
 
 
@@ -55,6 +54,15 @@ def _placeholder(section: str):
     return view
 
 
+@login_required
+def maintenance(request: HttpRequest) -> HttpResponse:
+    """The menu's Maintenance: staff land on the operations log; owners have no maintenance
+    pages yet."""
+    if can(request.user, "maintenance.view"):
+        return redirect("maintenance:operations")
+    return render(request, "placeholder.html", {"section_title": _("Maintenance")})
+
+
 placeholder_patterns = [
     path(f"{section}/", _placeholder(section), name=section) for section in PLACEHOLDERS
-]
+] + [path("maintenance/", maintenance, name="maintenance")]

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone, translation
 
 from accounts.models import CompanyType, Role
 from tests.factories import CompanyFactory, UserFactory
@@ -31,6 +32,10 @@ def _isolated_cache_and_mail(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     cache.clear()
     yield
+    # Middleware activates the signed-in user's language and time zone on the test thread;
+    # the next test starts from the defaults again.
+    translation.deactivate()
+    timezone.deactivate()
 
 
 @pytest.fixture
