@@ -58,6 +58,12 @@ def value_items(data: Any) -> list[tuple[str, str, str]]:
     return items
 
 
+def outcome_values(operation: Any) -> Any:
+    """What an operation left behind: the values after a write, or what a read or a scan
+    returned."""
+    return operation.after or (operation.result if operation.is_finished else {})
+
+
 def values_text(data: Any) -> str:
     """One line for a table cell or a CSV column."""
     return "; ".join(
@@ -130,14 +136,16 @@ class OperationTable(tables.Table):
     )
     kind = tables.Column(verbose_name=_("Type"), attrs={"td": {"class": "text-nowrap"}})
     device_serial = tables.Column(verbose_name=_("Device SN"))
-    site = tables.Column(verbose_name=_("Site"), order_by=("site__name",))
+    site = tables.Column(
+        verbose_name=_("Site"), order_by=("site__name",), attrs={"td": {"class": "text-nowrap"}}
+    )
     gateway = tables.Column(verbose_name=_("Gateway"), order_by=("gateway__serial_number",))
     user_email = tables.Column(verbose_name=_("User"), empty_values=())
     summary = tables.Column(
         verbose_name=pgettext_lazy("remote operation", "Operation"), orderable=False
     )
     before = tables.Column(verbose_name=_("Before"), orderable=False, empty_values=EMPTY_JSON)
-    after = tables.Column(verbose_name=_("After"), orderable=False, empty_values=EMPTY_JSON)
+    after = tables.Column(verbose_name=_("After"), orderable=False, empty_values=())
     state = tables.TemplateColumn(
         template_code='{% include "gateways/operations/_state_badge.html" with operation=record %}',
         verbose_name=_("State"),
@@ -147,19 +155,21 @@ class OperationTable(tables.Table):
 
     class Meta:
         model = RemoteOperation
+        # The state comes early so it is visible without scrolling the wide table.
         fields = (
             "created_at",
+            "state",
             "kind",
             "device_serial",
-            "site",
-            "gateway",
-            "user_email",
             "summary",
             "before",
             "after",
-            "state",
             "error",
+            "site",
+            "gateway",
+            "user_email",
         )
+        sequence = fields
         template_name = "gateways/operations/_table.html"
         attrs = {
             "class": "table table-hover align-middle mb-0",
@@ -192,8 +202,8 @@ class OperationTable(tables.Table):
     def render_before(self, value) -> str:
         return _truncated(values_text(value))
 
-    def render_after(self, value) -> str:
-        return _truncated(values_text(value))
+    def render_after(self, record) -> str:
+        return _truncated(values_text(outcome_values(record))) or "—"
 
     def render_error(self, value: str) -> str:
         return format_html('<span class="text-danger">{}</span>', _truncated(value))

@@ -29,6 +29,7 @@ from gateways.tables import (
     OperationTable,
     compare_values,
     local_time,
+    outcome_values,
     value_items,
     values_text,
 )
@@ -216,7 +217,7 @@ def _csv_values(operation: RemoteOperation) -> tuple:
         user_email,
         operation.summary,
         values_text(operation.before),
-        values_text(operation.after),
+        values_text(outcome_values(operation)),
         operation.get_state_display(),
         operation.error,
         operation.command_id,

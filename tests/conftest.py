@@ -1,14 +1,18 @@
 """Shared fixtures: two tenants (Helios with SunFix below it, and Nordlicht) with a user of
 every role in each, and a client signed in as any of them."""
 
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone, translation
 
 from accounts.models import CompanyType, Role
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 from tests.factories import CompanyFactory, UserFactory
 
 
@@ -93,3 +97,33 @@ def client_for():
         return client
 
     return make
+
+
+@pytest.fixture
+def shots(tmp_path):
+    """Where a browser test writes its screenshots: docs/screenshots/ with
+    MATRICLOUD_SCREENSHOTS=1, a temporary folder otherwise."""
+    folder = (
+        Path(settings.BASE_DIR) / "docs" / "screenshots"
+        if os.environ.get("MATRICLOUD_SCREENSHOTS")
+        else tmp_path
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page(live_server, monkeypatch):
+    """A headless Chromium page on the live server, at the screenshots' 1366×768."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
+    # still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        yield page
+        browser.close()

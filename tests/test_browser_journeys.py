@@ -4,68 +4,20 @@ Set MATRICLOUD_SCREENSHOTS=1 to write the README's screenshots to docs/screensho
 1366×768; otherwise they go to a temporary folder, so every run still renders each page.
 """
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core import mail
 
 from accounts.models import Company, Role, User
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
-VIEWPORT = {"width": 1366, "height": 768}
-PASSWORD = "Demo-pass1!"
+from tests.browser import CHROMIUM, sign_in
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
     pytest.mark.django_db(transaction=True),
 ]
-
-
-@pytest.fixture
-def shots(tmp_path):
-    folder = (
-        Path(settings.BASE_DIR) / "docs" / "screenshots"
-        if os.environ.get("MATRICLOUD_SCREENSHOTS")
-        else tmp_path
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def page(live_server, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
-    # still plain synchronous calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        yield page
-        browser.close()
-
-
-def sign_in(page, email):
-    page.goto("/account/login/")
-    page.fill("input[name=username]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/$"))
 
 
 def test_installer_registers_under_its_distributor_then_signs_in(page, tenants, shots):

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -45,6 +46,7 @@ from simulator.environment import Site as SimSite
 from simulator.fleet import FleetThread
 from simulator.sources import GatewaySpec, InverterSpec
 from sites.models import Site
+from tests.browser import CHROMIUM, PASSWORD, sign_in
 from tests.test_ingest import (
     BASE_DIR,
     TH,
@@ -414,6 +416,7 @@ def test_kill_9_of_the_worker_mid_operation_leaves_nothing_sent_past_the_deadlin
                 rig.t.sunfix_om, ghost, {"active_power_limit": 70}, deadline_s=8
             )
         wait_for(lambda: operation_state(operation) == OperationState.SENT, 15, "sent")
+        wait_for(lambda: published(rig, operation), 10, "the command on the broker")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
     finally:
@@ -440,6 +443,7 @@ def test_an_unanswered_command_expires_when_its_worker_is_gone(rig, broker, tmp_
         with tasks_to(queue):
             operation = read_registers(rig.t.sunfix_om, rig.inverter, ["batt_soc"], deadline_s=3)
         wait_for(lambda: operation_state(operation) == OperationState.SENT, 15, "sent")
+        wait_for(lambda: published(rig, operation), 10, "the command on the broker")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
     finally:
@@ -449,6 +453,10 @@ def test_an_unanswered_command_expires_when_its_worker_is_gone(rig, broker, tmp_
     operation.refresh_from_db()
     assert operation.state == OperationState.EXPIRED
     assert "before the deadline" in operation.error
+
+
+def published(rig, operation: RemoteOperation) -> bool:
+    return any(c.id == operation.command_id for c in rig.listener.commands)
 
 
 def operation_state(operation: RemoteOperation) -> str:
@@ -661,3 +669,50 @@ def test_malformed_answers_fail_the_operation_with_a_reason_and_never_raise(tena
     complete(write, protocol.Reply(write.command_id, True, {"frames": bad}))
     write.refresh_from_db()
     assert write.state == OperationState.FAILED and "Invalid answer" in write.error
+
+
+# --- in the browser -----------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_an_operation_page_shows_pending_and_updates_itself_when_the_gateway_answers(
+    rig, page, shots
+):
+    """O&M engineer's view: the gateway is away, the write waits; it comes back, the open page
+    turns to Succeeded with the values before and after, without a reload."""
+    rig.t.sunfix_om.set_password(PASSWORD)
+    rig.t.sunfix_om.save()
+    finished(read_registers(rig.t.sunfix_om, rig.inverter, group="Battery Info"))
+    finished(set_power(rig.t.sunfix_om, rig.inverter, on=True))
+    with pytest.raises(OperationRefused):
+        set_power(rig.t.owner, rig.inverter, on=False)  # refused: not recorded, not sent
+    restart_simulated_gateway(rig, 5.0)
+    wait_for(lambda: gateway_status(rig.gateway) == GatewayStatus.OFFLINE, 10, "offline")
+    operation = set_mode(
+        rig.t.sunfix_om,
+        rig.inverter,
+        "emergency_charging",
+        {
+            "emergency_charge_power": 2.5,
+            "emergency_charge_target_soc": 90,
+        },
+    )
+
+    sign_in(page, rig.t.sunfix_om.email)
+    page.goto(f"/maintenance/operations/{operation.pk}/")
+    assert page.is_visible(".operation-state >> text=Queued")
+    reloads = []
+    page.on("framenavigated", lambda frame: reloads.append(frame.url))
+
+    wait_for(lambda: gateway_status(rig.gateway) == GatewayStatus.ONLINE, 15, "back online")
+    sweep()
+    page.wait_for_selector(".operation-state >> text=Succeeded", timeout=30_000)
+    assert reloads == []  # htmx swapped the state in place
+    page.wait_for_selector("text=Emergency Charging")
+    page.screenshot(path=shots / "operation.png", full_page=True)
+
+    page.goto("/maintenance/operations/")
+    page.wait_for_selector(f"text={INVERTER_SN}")
+    assert page.locator("table tbody tr").count() == 3
+    page.screenshot(path=shots / "operations.png")
