@@ -1,6 +1,7 @@
 """The Celery application: reads CELERY_* settings and finds every app's tasks.py."""
 
 import os
+import time
 
 from celery import Celery
 from celery.signals import task_prerun
@@ -12,9 +13,21 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+_checked_at = 0.0
+HEALTH_CHECK_EVERY_S = 10.0
+
+
 @task_prerun.connect
 def _usable_database(**_kwargs) -> None:
-    """Connections are reused across tasks: drop one that broke or outlived CONN_MAX_AGE."""
+    """Connections are reused across tasks: drop one that broke or outlived CONN_MAX_AGE.
+
+    The check costs a round trip to PostgreSQL, so it runs at most every few seconds; a
+    remote operation is a few milliseconds of work and should not pay it every time."""
+    global _checked_at
+    now = time.monotonic()
+    if now - _checked_at < HEALTH_CHECK_EVERY_S:
+        return
+    _checked_at = now
     from django.db import close_old_connections
 
     close_old_connections()
