@@ -136,9 +136,15 @@ def close_reply_waiter() -> None:
 def execute(operation_id: int) -> str:
     """Send a queued operation if its gateway is online, then wait briefly for the answer.
 
-    Returns what happened: `sent`, `finished`, `waiting` (gateway offline: stays queued until
-    it reconnects), `expired`, or `skipped` (not queued any more, or another worker has it).
+    Returns what happened: `sent`, `finished`, `waiting` (gateway offline, or the broker out of
+    reach: stays queued for the sweep), `expired`, or `skipped` (not queued any more, or another
+    worker has it).
     """
+    try:
+        waiter = reply_waiter()  # before the claim: a broker outage leaves the row queued
+    except OSError as exc:
+        log.warning("operation %s stays queued: MQTT broker unreachable (%s)", operation_id, exc)
+        return "waiting"
     operation = _claim(operation_id)
     if operation is None:
         return _not_claimed(operation_id)
@@ -148,7 +154,6 @@ def execute(operation_id: int) -> str:
         deadline_ms=int(operation.deadline.timestamp() * 1000),
         id=operation.command_id,
     )
-    waiter = reply_waiter()
     arrived = waiter.send(operation.gateway_serial, command)
     wait_s = min(
         settings.REMOTE_OPERATION_REPLY_WAIT_S,

@@ -716,3 +716,41 @@ def test_an_operation_page_shows_pending_and_updates_itself_when_the_gateway_ans
     page.wait_for_selector(f"text={INVERTER_SN}")
     assert page.locator("table tbody tr").count() == 3
     page.screenshot(path=shots / "operations.png")
+
+
+@pytest.mark.django_db(transaction=False)
+def test_an_unreachable_broker_leaves_the_operation_queued_for_the_sweep(tenants, settings):
+    from gateways.dispatch import execute
+    from tests.test_ingest import free_port
+
+    settings.MQTT_URL = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
+    site = Site.objects.create(
+        company=tenants.sunfix,
+        name="S",
+        address="A",
+        country="IT",
+        latitude=45,
+        longitude=9,
+        time_zone="Europe/Rome",
+        capacity_kwp=5,
+        tariff_per_kwh="0.2",
+    )
+    gateway = Gateway.objects.create(
+        serial_number="GWNOMQ0001", company=tenants.sunfix, site=site, status="online"
+    )
+    inverter = Inverter.objects.create(
+        serial_number="GWNOMQ0001I1",
+        model=TH,
+        gateway=gateway,
+        modbus_address=1,
+        company=tenants.sunfix,
+        site=site,
+    )
+    operation = read_registers(tenants.sunfix_om, inverter, ["batt_soc"])
+    close_reply_waiter()
+    try:
+        assert execute(operation.pk) == "waiting"
+    finally:
+        close_reply_waiter()
+    operation.refresh_from_db()
+    assert operation.state == OperationState.QUEUED and operation.sent_at is None
