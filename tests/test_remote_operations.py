@@ -754,3 +754,33 @@ def test_an_unreachable_broker_leaves_the_operation_queued_for_the_sweep(tenants
         close_reply_waiter()
     operation.refresh_from_db()
     assert operation.state == OperationState.QUEUED and operation.sent_at is None
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_an_om_engineer_reads_and_writes_parameters_of_a_simulated_inverter(rig, page, shots):
+    """Maintenance → Parameters: Read shows the simulator's value, Write changes the inverter."""
+    rig.t.sunfix_om.set_password(PASSWORD)
+    rig.t.sunfix_om.save()
+    sign_in(page, rig.t.sunfix_om.email)
+    page.goto(f"/maintenance/parameters/?inverter={rig.inverter.pk}&q=Batt_SOC")
+    row = page.locator("tr", has_text="[0X0603/1539]")
+    row.get_by_role("button", name="Read").click()
+    soc = rig.sim.inverter_values(INVERTER_SN)["batt_soc"]
+    page.wait_for_selector(f"#value-batt_soc >> text={round(soc)} %", timeout=20_000)
+
+    page.goto(f"/maintenance/parameters/?inverter={rig.inverter.pk}&q=ExportLimitPower")
+    page.locator("tr", has_text="ExportLimitPower").get_by_role("link", name="Write").click()
+    page.wait_for_selector("#parameter-dialog >> text=Value Range")
+    page.fill("#parameter-dialog input[type=number]", "12")
+    page.click("#parameter-dialog button[type=submit]")
+    # The browser holds back a value outside the field's range (the server refuses it too).
+    assert page.locator("#parameter-dialog input[type=number]:invalid").count() == 1
+    assert not RemoteOperation.objects.filter(kind="write").exists()
+    page.fill("#parameter-dialog input[type=number]", "6.5")
+    page.click("#parameter-dialog button[type=submit]")
+    page.wait_for_selector("#value-export_limit_power >> text=6.5 kW", timeout=20_000)
+    assert sim_settings(rig)["export_limit_power"] == 6.5
+    page.goto(f"/maintenance/parameters/?inverter={rig.inverter.pk}&mode=group&group=Power+Control")
+    page.wait_for_selector("text=6.5 kW")
+    page.screenshot(path=shots / "parameters.png")
