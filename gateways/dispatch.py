@@ -259,6 +259,19 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     return counts
 
 
+def dispatch_waiting(gateway_ids: list[int]) -> int:
+    """Queued operations of gateways that just announced themselves online, to a worker now."""
+    from gateways.tasks import execute_operation
+
+    waiting = RemoteOperation.objects.filter(
+        state=Q.QUEUED, gateway_id__in=gateway_ids, deadline__gt=timezone.now()
+    ).values_list("pk", flat=True)
+    pks = list(waiting[:1000])
+    for pk in pks:
+        execute_operation.delay(pk)
+    return len(pks)
+
+
 # --- reading the answer -----------------------------------------------------------------------
 
 

@@ -161,6 +161,8 @@ class BatchReport:
     replies: int = 0
     alarms_opened: int = 0
     alarms_recovered: int = 0
+    # Gateways that announced themselves online in this batch (a connect, not an upload).
+    announced_online: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -186,6 +188,7 @@ class _Work:
     rejects: list[Reject] = field(default_factory=list)
     days: set[dt.date] = field(default_factory=set)
     status_ts: dict[int, int] = field(default_factory=dict)
+    announced: set[int] = field(default_factory=set)
     messages: int = 0
 
 
@@ -285,6 +288,10 @@ class BatchProcessor:
             return  # a retained "online" of a gateway that has since gone quiet says nothing
         state = GatewayStatus.ONLINE if status.online else GatewayStatus.OFFLINE
         work.gateways[gw.id] = (state, seen, status.signal_dbm, status.firmware)
+        if status.online:
+            work.announced.add(gw.id)
+        else:
+            work.announced.discard(gw.id)
 
     def _telemetry(self, work, msg, gateway, message, inverters, window) -> None:
         seen = _aware(msg.received)
@@ -381,6 +388,7 @@ class BatchProcessor:
             )
         if work.gateways:
             report.statuses = self._store_gateways(cur, work.gateways)
+            report.announced_online = sorted(work.announced)
         if work.replies:
             cur.executemany(
                 "INSERT INTO inverters_gatewayreply (gateway_id, company_id, command_id, ok, "

@@ -394,6 +394,8 @@ class IngestService:
         c.replies += report.replies
         c.alarms_opened += report.alarms_opened
         c.alarms_recovered += report.alarms_recovered
+        if report.announced_online:
+            _dispatch_waiting(report.announced_online)
 
     def _ack(self, batch: list[Incoming]) -> None:
         ack = self.client.ack
@@ -409,6 +411,17 @@ class IngestService:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+
+def _dispatch_waiting(gateway_ids: list[int]) -> None:
+    """Remote operations that waited for these gateways go out now; the beat sweep would
+    find them within seconds anyway, so a failure here only costs that delay."""
+    from gateways.dispatch import dispatch_waiting
+
+    try:
+        dispatch_waiting(gateway_ids)
+    except Exception:  # noqa: BLE001 - ingest must go on storing telemetry
+        logger.warning("could not dispatch waiting operations", exc_info=True)
 
 
 def tune_process() -> None:
