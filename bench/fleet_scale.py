@@ -20,8 +20,12 @@ the retained status messages of the run are removed from the broker.
     .venv/bin/python bench/fleet_scale.py                  # full Modbus polling
     .venv/bin/python bench/fleet_scale.py --line tcp       # force TCP lines (fd-bound here)
     .venv/bin/python bench/fleet_scale.py --mode light     # LABELLED: no Modbus polling
+    .venv/bin/python bench/fleet_scale.py --broker both --steps 1000 --interval 10
+                      # the embedded broker (with ACLs) beside Mosquitto, same load, rate ratio
 
-The last line printed is one JSON object (gateways_connected, mib_per_gateway, publish_rate …).
+The last line printed is one JSON object (gateways_connected, mib_per_gateway, publish_rate,
+uploads_published/uploads_received/lost: every upload counted once by its sequence number, after
+the gateways stopped …).
 Only 127.0.0.1 is used.
 """
 
@@ -60,7 +64,7 @@ def rss_mib() -> float:
     return 0.0
 
 
-def subscriber(host: str, port: int, prefix: str, conn, ready) -> None:
+def subscriber(broker, prefix: str, conn, ready) -> None:
     """Counts this run's telemetry by the ts it carries (so a late delivery still counts in
     the right window) and records how late each message arrived."""
     import re
@@ -69,26 +73,36 @@ def subscriber(host: str, port: int, prefix: str, conn, ready) -> None:
     from paho.mqtt.enums import CallbackAPIVersion
 
     stamps: list[tuple[float, float]] = []  # (ts of the reading, received at), seconds
+    unique: set[tuple[str, int]] = set()  # (topic, seq): every upload once, resends aside
     needle = f"/{prefix}GW"
     ts_re = re.compile(rb'"ts":(\d+)')
+    seq_re = re.compile(rb'"seq":(\d+)')
 
     def on_message(_c, _u, message):
         if needle in message.topic:
             match = ts_re.search(message.payload)
             if match:
                 stamps.append((int(match.group(1)) / 1000, time.time()))
+            seq = seq_re.search(message.payload)
+            if seq:
+                unique.add((message.topic, int(seq.group(1))))
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{prefix}")
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
     client.on_message = on_message
     client.on_connect = lambda c, *_: c.subscribe("mc/v1/+/telemetry", qos=1)
     client.on_subscribe = lambda *_: ready.set()
-    client.connect(host, port, 60)
+    client.connect(broker.host, broker.port, 60)
     client.loop_start()
     try:
         while True:
             request = conn.recv()
             if request == "stop":
                 break
+            if request == "count":
+                conn.send(len(unique))
+                continue
             t1, t2 = request
             inside = [(ts, got) for ts, got in list(stamps) if t1 <= ts < t2]
             delays = sorted(got - ts for ts, got in inside)
@@ -103,23 +117,30 @@ def subscriber(host: str, port: int, prefix: str, conn, ready) -> None:
 FDS_PER_GATEWAY = {"tcp": 4, "pair": 3, "memory": 1}
 
 
-async def run(args) -> dict:
+async def run(args, url: str, auth_dir: Path | None = None) -> dict:
+    """One stepped run against the broker at `url`. With `auth_dir`, every gateway gets its
+    own secret and the broker's password and ACL files are written there first, so the
+    broker checks each connect, publish and delivery as in production."""
     from gateways.protocol import BrokerAddress
     from simulator.clock import SimClock
     from simulator.fleet import Fleet, freeze_heap
     from simulator.gateway import GatewayOptions
     from simulator.sources import synthetic_specs
 
-    broker = BrokerAddress.from_url(args.url)
+    broker = BrokerAddress.from_url(url)
     steps = [int(s) for s in args.steps.split(",")]
     fd_limit = raise_fd_limit(steps[-1] * 5 + 2000)
     prefix = "B" + uuid.uuid4().hex[:5].upper()
+    full = args.mode == "full"
+    specs = synthetic_specs(steps[-1], prefix=prefix, upload_interval_s=args.interval)
+    secrets = None
+    if auth_dir is not None:
+        secrets = write_auth_files(auth_dir, [spec.serial for spec in specs])
+        broker = broker.with_credentials(BENCH_USER, secrets.pop(BENCH_USER))
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
     parent, child = ctx.Pipe()
-    sub = ctx.Process(
-        target=subscriber, args=(broker.host, broker.port, prefix, child, ready), daemon=True
-    )
+    sub = ctx.Process(target=subscriber, args=(broker, prefix, child, ready), daemon=True)
     sub.start()
     if not ready.wait(15):
         raise SystemExit("the subscriber could not subscribe at the broker")
@@ -128,8 +149,6 @@ async def run(args) -> dict:
         parent.send((t1, t2))
         return parent.recv()
 
-    full = args.mode == "full"
-    specs = synthetic_specs(steps[-1], prefix=prefix, upload_interval_s=args.interval)
     line = args.line
     if line == "auto" and not full:
         line = "tcp"  # not used: light mode has no line
@@ -148,7 +167,7 @@ async def run(args) -> dict:
     )
     fds = FDS_PER_GATEWAY[line] if full else 1
     capacity = (fd_limit - 200) // fds
-    fleet = Fleet([], mqtt_url=broker, clock=SimClock(), options=options)
+    fleet = Fleet([], mqtt_url=broker, credentials=secrets, clock=SimClock(), options=options)
     base_rss = rss_mib()
     started = time.monotonic()
     rows: list[dict] = []
@@ -224,7 +243,15 @@ async def run(args) -> dict:
                 break
     finally:
         stop0 = time.monotonic()
-        await fleet.stop()
+        await fleet.stop()  # waits for each gateway's last QoS-1 status ack: uploads are in
+        published = sum(gw.stats["published_telemetry"] for gw in fleet.gateways.values())
+        delivered = 0
+        for _ in range(int(max(args.grace, 5) * 10)):  # what is still on its way may arrive
+            parent.send("count")
+            delivered = parent.recv()
+            if delivered >= published:
+                break
+            await asyncio.sleep(0.1)
         parent.send("stop")
         sub.join(10)
         clear_retained(broker, [gw.serial for gw in fleet.gateways.values()])
@@ -246,10 +273,38 @@ async def run(args) -> dict:
         "fd_limit": fd_limit,
         "cpu_percent": best.get("cpu_percent"),
         "upload_interval_s": args.interval,
+        "broker": broker_label(url, auth_dir),
+        "uploads_published": published,
+        "uploads_received": delivered,
+        "lost": max(published - delivered, 0),
         "limit": limit,
         "steps": rows,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+BENCH_USER = "bench"
+
+
+def write_auth_files(auth_dir: Path, serials: list[str]) -> dict[str, str]:
+    """A secret per gateway and one for the bench's subscriber, in the files Mosquitto and
+    the embedded broker read; returns serial (and BENCH_USER) → secret."""
+    import secrets as random_secrets
+
+    from gateways.credentials import ServiceAccount, acl_file_text, mosquitto_hash
+
+    secrets = {sn: random_secrets.token_urlsafe(24) for sn in [*serials, BENCH_USER]}
+    auth_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"{user}:{mosquitto_hash(secret)}" for user, secret in secrets.items()]
+    (auth_dir / "passwd").write_text("\n".join(lines) + "\n")
+    account = ServiceAccount(BENCH_USER, secrets[BENCH_USER])
+    (auth_dir / "acl").write_text(acl_file_text([account]))
+    return secrets
+
+
+def broker_label(url: str, auth_dir: Path | None) -> str:
+    port = urlparse(url).port
+    return f"{'embedded aedes with ACL' if auth_dir else 'external'} on port {port}"
 
 
 def clear_retained(broker, serials: list[str]) -> None:
@@ -263,6 +318,8 @@ def clear_retained(broker, serials: list[str]) -> None:
 
     connected = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-clean-{os.getpid()}")
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
     client.on_connect = lambda *_: connected.set()
     client.max_inflight_messages_set(1000)
     client.connect(broker.host, broker.port, 60)
@@ -308,6 +365,13 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=5.0, help="wait for late messages, s")
     parser.add_argument("--mode", choices=("full", "light"), default="full")
     parser.add_argument(
+        "--broker",
+        choices=("url", "embedded", "both"),
+        default="url",
+        help="url: the broker at --url; embedded: the aedes broker of `make run` with per-gateway "
+        "ACLs, started here; both: embedded, then --url, and the ratio of their rates",
+    )
+    parser.add_argument(
         "--line",
         choices=("auto", *FDS_PER_GATEWAY),
         default="auto",
@@ -322,8 +386,52 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.ERROR)
-    result = asyncio.run(run(args))
+    if args.broker == "url":
+        result = asyncio.run(run(args, args.url))
+    else:
+        result = compare_brokers(args)
     print(json.dumps(result, separators=(",", ":")), flush=True)
+
+
+def run_embedded(args) -> dict:
+    """The same run against the broker `make run` starts (aedes with the ACL files)."""
+    import tempfile
+
+    from matricloud import stack
+
+    with tempfile.TemporaryDirectory(prefix="fleet-scale-") as tmp:
+        auth_dir = Path(tmp) / "auth"
+        write_auth_files(auth_dir, [])  # the broker starts with the files in place
+        broker = stack.EmbeddedMqtt(
+            port=stack.free_port(), logfile=Path(tmp) / "mqtt.log", auth_dir=auth_dir
+        ).start()
+        try:
+            return asyncio.run(run(args, broker.url, auth_dir))
+        finally:
+            broker.stop()
+
+
+def compare_brokers(args) -> dict:
+    """Embedded broker first, then the one at --url; their received rates as a ratio."""
+    print("== embedded broker", flush=True)
+    embedded = run_embedded(args)
+    if args.broker == "embedded":
+        return embedded
+    print(f"== broker at {args.url}", flush=True)
+    external = asyncio.run(run(args, args.url))
+    rate_e, rate_x = embedded.get("publish_rate") or 0, external.get("publish_rate") or 0
+    return {
+        "gateways_target": embedded["gateways_target"],
+        "embedded_gateways_connected": embedded["gateways_connected"],
+        "embedded_publish_rate": rate_e,
+        "embedded_lost": embedded["lost"],
+        "mosquitto_gateways_connected": external["gateways_connected"],
+        "mosquitto_publish_rate": rate_x,
+        "mosquitto_lost": external["lost"],
+        "received_rate_ratio_embedded_to_mosquitto": round(rate_e / rate_x, 3) if rate_x else None,
+        "embedded": embedded,
+        "mosquitto": external,
+    }
 
 
 if __name__ == "__main__":

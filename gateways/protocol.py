@@ -346,7 +346,7 @@ class BrokerAddress:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log or traceback
     mqtt_version: int = 5  # 5 or 3 (3.1.1)
 
     @classmethod

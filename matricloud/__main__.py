@@ -22,7 +22,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 
 from matricloud import stack
@@ -182,10 +181,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         stack.wait_for_port(host, port, timeout=60, proc=children[0].proc)
         url = f"http://{host}:{port}/"
         print(banner(url, services), flush=True)
+        restarts = RestartBudget()
         while True:
             for child in children:
                 if child.proc.poll() is not None:
                     log.error("%s exited with code %s: stopping", child.name, child.proc.returncode)
+                    return 1
+            for service in services.services:
+                if not keep_alive(service, restarts):
                     return 1
             time.sleep(0.5)
     except Shutdown as stop:
@@ -195,6 +198,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         install_signal_handlers(_ignore_during_cleanup)
         stop_children(children)
         services.stop()
+
+
+class RestartBudget:
+    """At most `limit` restarts of a service within `window` seconds, then give up."""
+
+    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
+        self.limit, self.window = limit, window
+        self.times: dict[str, list[float]] = {}
+
+    def take(self, name: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self.times.get(name, []) if now - t < self.window]
+        recent.append(now)
+        self.times[name] = recent
+        return len(recent) <= self.limit
+
+
+def keep_alive(service: stack.Service, budget: RestartBudget) -> bool:
+    """Restart an embedded service that died (only the broker can tell); False to stop."""
+    status = getattr(service, "exit_status", lambda: None)()
+    if status is None:
+        return True
+    how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited ({status})"
+    if not budget.take(service.name):
+        log.error("the %s %s again; too many restarts, stopping", service.name, how)
+        return False
+    log.error("the %s %s: restarting it; clients reconnect by themselves", service.name, how)
+    try:
+        service.restart()
+    except Exception as exc:
+        log.error("the %s could not be restarted (%s): stopping", service.name, exc)
+        return False
+    log.info("the %s is back on %s", service.name, stack.hide_password(service.url))
+    return True
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -241,8 +278,10 @@ def cmd_services(args: argparse.Namespace) -> int:
     install_signal_handlers(_raise_shutdown)
     try:
         urls = services.start()
+        # External URLs are set already and may hold a password: only embedded ones are shown.
         for var, url in urls.items():
-            print(f"export {var}='{url}'", flush=True)
+            if services.is_embedded(var):
+                print(f"export {var}='{url}'", flush=True)
         print(f"export MATRICLOUD_DATA_DIR='{services.data}'", flush=True)
         print("# Ctrl-C stops the embedded services.", file=sys.stderr, flush=True)
         while True:
@@ -252,11 +291,6 @@ def cmd_services(args: argparse.Namespace) -> int:
     finally:
         install_signal_handlers(_ignore_during_cleanup)
         services.stop()
-
-
-def cmd_mqtt_broker(args: argparse.Namespace) -> int:
-    stack.serve_mqtt(args.bind, Path(args.auth_dir) if args.auth_dir else None)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,10 +308,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     test.set_defaults(func=cmd_test)
     sub.add_parser("services", help="only the embedded services").set_defaults(func=cmd_services)
-    broker = sub.add_parser("mqtt-broker", help=argparse.SUPPRESS)
-    broker.add_argument("bind", help="host:port")
-    broker.add_argument("--auth-dir", help="folder with the passwd and acl files to enforce")
-    broker.set_defaults(func=cmd_mqtt_broker)
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["test"]:

