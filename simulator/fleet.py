@@ -179,13 +179,13 @@ class Fleet:
 
     async def _backfill_interval(self) -> None:
         """Use the coarser backfill interval until the clock is live, then the configured one."""
-        saved = {sn: gw.config["upload_interval_s"] for sn, gw in self.gateways.items()}
+        saved = {sn: gw.interval for sn, gw in self.gateways.items()}
         for gw in self.gateways.values():
-            gw.config["upload_interval_s"] = self.backfill_interval_s
-        while not self.clock.live:
-            await asyncio.sleep(1.0)
-        for sn, gw in self.gateways.items():
-            gw.config["upload_interval_s"] = saved[sn]
+            gw.set_upload_interval(self.backfill_interval_s)
+        # To the moment: a gateway asleep on a backfill slot re-plans as soon as it is told.
+        await self.clock.wait_live()
+        for sn, interval in saved.items():
+            self.gateways[sn].set_upload_interval(interval)
         log.info("backfill done, clock is live")
 
     async def stop(self) -> None:

@@ -60,9 +60,6 @@ MAX_FRAME_BYTES = 256
 MAX_BATCH_FRAMES = 32
 SIGNAL_DBM = {"CPS WiFi Kit": (-78, -48), "CPS 4G Kit": (-105, -70)}
 
-# How often a sleeping gateway checks whether its upload interval changed (real seconds).
-RESCHEDULE_CHECK_S = 5.0
-
 
 class CommandError(Exception):
     """A command that failed; the text goes into the reply's `error`."""
@@ -132,12 +129,26 @@ class SimulatedGateway:
         self._device_info: dict[int, tuple[str, str]] = {}
         self._block_read_at: dict[tuple[int, str, int], float] = {}
         self._connected_event = asyncio.Event()
+        self._replan = asyncio.Event()  # set: the poll loop's next slot is out of date
 
     # ---- lifecycle --------------------------------------------------------------------------
 
     @property
     def interval(self) -> int:
         return int(self.config["upload_interval_s"])
+
+    def set_upload_interval(self, seconds: int) -> None:
+        """Upload every `seconds` from the next slot of that interval (a backfill's coarser
+        interval, and back to the configured one once the clock is live)."""
+        self._apply_settings({**self.config, "upload_interval_s": int(seconds)})
+
+    def _apply_settings(self, config: dict) -> None:
+        """The one way settings change: a poll loop asleep on a slot of the old upload
+        interval, which may be half an hour away, wakes up and plans on the new one."""
+        before = self.interval
+        self.config = config
+        if self.interval != before:
+            self._replan.set()
 
     async def start(self) -> None:
         if self.options.modbus:
@@ -342,24 +353,20 @@ class SimulatedGateway:
         return (self.clock.now() - phase) // interval * interval + phase + interval
 
     async def _wait_for_slot(self, next_t: float, interval: float) -> bool:
-        """Sleep until `next_t`; False when the interval changed meanwhile (the end of a
-        backfill, a config change), so the caller re-plans instead of sleeping on an old
-        slot up to a whole old interval away."""
-        while not self._stopping:
-            if self.interval != interval:
-                return False
-            if self.clock.now() >= next_t:
-                return True
-            # A frozen clock (rate 0) only moves when a test advances it: no busy loop.
-            step = RESCHEDULE_CHECK_S * max(self.clock.rate, 1.0)
-            await self.clock.sleep_until(min(next_t, self.clock.now() + step))
-        return False
+        """Sleep until `next_t`; False when the plan went out of date meanwhile (the upload
+        interval changed, the clock went live or was set), so the caller re-plans instead of
+        sleeping on an old slot up to a whole old interval away, in real time."""
+        if self._stopping or self.interval != interval:
+            return False
+        return await self.clock.sleep_until(next_t, self._replan)
 
     async def _poll_loop(self) -> None:
+        self._replan.clear()
         interval = self.interval
         next_t = self._next_slot(interval)
         while not self._stopping:
             if not await self._wait_for_slot(next_t, interval):
+                self._replan.clear()
                 interval = self.interval
                 next_t = self._next_slot(interval)
                 continue
@@ -541,7 +548,7 @@ class SimulatedGateway:
         restart = params.get("restart", True)
         if not isinstance(restart, bool):
             raise CommandError("params.restart must be true or false")
-        self.config = new
+        self._apply_settings(new)
         if "protocols" in changed:
             self._device_info.clear()
             self._block_read_at.clear()

@@ -4,6 +4,7 @@ backfill; plus the demo fleet in the database."""
 
 import asyncio
 import base64
+import contextlib
 import threading
 import time
 import uuid
@@ -294,9 +295,10 @@ def test_scan_lists_the_inverters_on_the_bus(listener):
 def test_backfill_publishes_history_then_continues_live(listener):
     spec = gateway_spec("ECH10K-TH-EU", interval=60)
     watch = listener(protocol.topic(spec.serial, protocol.TELEMETRY))
-    start = time.time() - 1800
-    clock = SimClock(start, speed=1800, catch_up=True)  # half an hour in one second
+    clock = SimClock(time.time() - 1800, speed=0, catch_up=True)  # started below
     with FleetThread([spec], mqtt_url=BROKER, options=FAST, clock=clock):
+        start = time.time() - 1800  # once the fleet is up, whatever its start took
+        clock.set(start, speed=1800)  # half an hour in one second
         watch.wait(lambda: clock.live and len(watch.of("telemetry")) >= 25, timeout=15)
     decoded = [TelemetryMessage.decode(m.payload) for m in watch.of("telemetry")]
     stamps = [m.ts_ms / 1000 for m in decoded]
@@ -304,6 +306,69 @@ def test_backfill_publishes_history_then_continues_live(listener):
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     assert max(gaps) < 200  # one message a simulated minute (a slot may be skipped)
     assert stamps[-1] > time.time() - 120
+
+
+def test_after_a_backfill_every_gateway_uploads_on_its_live_interval_at_once(listener):
+    """The end of `make run`'s backfill: while catching up the gateways upload every 1800
+    simulated seconds; once the clock is live each one uploads within one live interval and
+    keeps that cadence. A gateway asleep on a backfill slot used to wait for it in real time,
+    up to half an hour."""
+    live_s, backfill_s, behind_s, speed = 2, 1800, 6 * 3600, 7201.0
+    specs = [gateway_spec("ECH6K-SML-EU", interval=live_s) for _ in range(6)]
+    watch = listener(*(protocol.topic(s.serial, protocol.TELEMETRY) for s in specs))
+    clock = SimClock(time.time() - behind_s, speed=0, catch_up=True)  # started below
+
+    def stamps(serial: str) -> list[float]:
+        return [
+            TelemetryMessage.decode(m.payload).ts_ms / 1000 for m in watch.of("telemetry", serial)
+        ]
+
+    def live_stamps(serial: str) -> list[float]:
+        return [ts for ts in stamps(serial) if ts >= live_at]
+
+    with FleetThread(
+        specs, mqtt_url=BROKER, options=FAST, clock=clock, backfill_interval_s=backfill_s
+    ):
+        set_at = time.time()  # the backfill runs from now, whatever the fleet's start took
+        clock.set(set_at - behind_s, speed=speed)
+        live_at = set_at + behind_s / (speed - 1)  # about 3 real seconds from now
+        give_up = live_at + 3 * live_s + 1.5 - time.time()
+        with contextlib.suppress(AssertionError):  # the assertions below say who is late
+            watch.wait(lambda: all(len(live_stamps(s.serial)) >= 3 for s in specs), give_up)
+    for spec in specs:
+        history = [ts for ts in stamps(spec.serial) if ts < live_at - backfill_s]
+        assert len(history) >= 2, spec.serial  # it did backfill
+    first_live = {s.serial: (live_stamps(s.serial) or [None])[0] for s in specs}
+    late = {
+        sn: None if ts is None else round(ts - live_at, 2)
+        for sn, ts in first_live.items()
+        if ts is None or ts - live_at > live_s + 0.5
+    }
+    assert late == {}, f"first live upload later than {live_s} s after the switch (s): {late}"
+    for spec in specs:
+        live = live_stamps(spec.serial)
+        gaps = [b - a for a, b in zip(live, live[1:], strict=False)]
+        assert len(gaps) >= 2 and all(abs(gap - live_s) < 0.1 for gap in gaps), (spec.serial, gaps)
+
+
+def test_a_config_without_restart_moves_the_next_upload_to_the_new_interval(listener):
+    """The gateway asleep on a slot of the old interval (an hour) wakes up and re-plans, so
+    the next upload comes on the new interval's grid."""
+    spec = gateway_spec("ECH6K-SML-EU", interval=3600)
+    watch = listener(
+        protocol.topic(spec.serial, protocol.TELEMETRY),
+        protocol.topic(spec.serial, protocol.REPLY),
+    )
+    clock = SimClock(NOON, speed=0)  # the first slot of the hour is up to an hour away
+    with FleetThread([spec], mqtt_url=BROKER, options=FAST, clock=clock) as fleet:
+        config = Command("config", {"upload_interval_s": 60, "restart": False}, deadline())
+        watch.send(spec.serial, config)
+        reply = watch.wait(lambda: watch.replies(spec.serial, config.id))[0]
+        assert reply.ok and "restart_s" not in reply.result
+        clock.advance(60)  # past the first slot of a minute
+        first = watch.wait(lambda: watch.of("telemetry"), timeout=5)[0]
+        assert fleet.call(lambda: fleet.fleet.gateway(spec.serial).stats["restarts"]) == 0
+    assert TelemetryMessage.decode(first.payload).ts_ms == int((NOON + 60) * 1000)
 
 
 def test_credentials_give_each_gateway_its_serial_as_username():
