@@ -23,6 +23,7 @@ from accounts.registration import (
     register_account,
     superior_for_access_code,
 )
+from accounts.validators import validate_display_name
 from matricloud.forms import StyledFormMixin
 
 EMAIL_MAX_LENGTH = User._meta.get_field("email").max_length
@@ -155,6 +156,7 @@ class RegistrationForm(CodeCheckMixin, PasswordPairMixin, StyledFormMixin, forms
     company_name = forms.CharField(
         label=_("Company name"),
         max_length=120,
+        validators=[validate_display_name],
         widget=forms.TextInput(attrs={"placeholder": _("Enter company name")}),
     )
     country = forms.ChoiceField(label=_("Region"), choices=region_choices)
@@ -187,10 +189,7 @@ class RegistrationForm(CodeCheckMixin, PasswordPairMixin, StyledFormMixin, forms
         super().__init__(*args, **kwargs)
 
     def clean_email(self) -> str:
-        email = normalize_email(self.cleaned_data["email"])
-        if email_is_registered(email):
-            raise ValidationError(DUPLICATE_EMAIL, code="duplicate_email")
-        return email
+        return normalize_email(self.cleaned_data["email"])
 
     def clean_access_code(self) -> str:
         access_code = self.cleaned_data["access_code"].strip().upper()
@@ -202,6 +201,10 @@ class RegistrationForm(CodeCheckMixin, PasswordPairMixin, StyledFormMixin, forms
         email = cleaned.get("email")
         self.check_passwords(User(email=email or "", username=cleaned.get("company_name", "")))
         self.check_code(email, CodePurpose.REGISTER)
+        if email and "code" not in self.errors and email_is_registered(email):
+            # Only after the code: an address with an account gets no code, only a notice,
+            # so this tells nothing to someone who does not read that inbox.
+            self.add_error("email", ValidationError(DUPLICATE_EMAIL, code="duplicate_email"))
         return cleaned
 
     def save(self) -> User:

@@ -4,6 +4,10 @@ change of email (guide §2.2, §2.3.2, §3.2).
 A code is six digits, emailed once, stored only as an HMAC, valid for
 VERIFICATION_CODE_TTL_SECONDS, good for VERIFICATION_CODE_MAX_ATTEMPTS tries and single-use.
 Only the newest code of an email and purpose counts: sending a new one expires the older ones.
+Here a code of one email and purpose is sent at most every VERIFICATION_CODE_RESEND_SECONDS;
+the limits per client, session and recipient are those of `accounts.throttle`, which the views
+apply before calling issue_code. There is no hourly cap per recipient here: strangers could use
+it up and keep the owner from their password reset.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext, ngettext
@@ -27,7 +32,6 @@ from accounts.models import CodePurpose, User, VerificationCode, normalize_email
 
 CODE_DIGITS = 6
 HMAC_SALT = "matricloud.accounts.codes"
-RATE_WINDOW = timedelta(hours=1)
 
 SUBJECTS = {
     CodePurpose.REGISTER: lambda: gettext("Your MatriCloud registration code"),
@@ -46,7 +50,7 @@ class CodeError(Exception):
 
 
 class CodeRateLimited(CodeError):
-    """ "Send" was pressed too soon or too often; try again after `wait_seconds`."""
+    """ "Send" was pressed again too soon; try again after `wait_seconds`."""
 
     def __init__(self, wait_seconds: int) -> None:
         self.wait_seconds = max(1, wait_seconds)
@@ -109,11 +113,13 @@ class CodeAlreadyUsed(CodeError):
 def issue_code(email: str, purpose: str, *, user: User | None = None, deliver: bool = True) -> None:
     """Create a new code for `email` and `purpose` and email it once the row is committed.
 
-    Raises CodeRateLimited when "Send" comes too soon or too often, CodeDeliveryFailed when the
+    Raises CodeRateLimited when "Send" comes too soon again, CodeDeliveryFailed when the
     mail server refuses (the code is withdrawn then, so the failure does not count against the
     limits). `deliver=False` issues a decoy that nobody receives: the forgotten-password form
     uses it for unknown addresses, so that an outsider sees exactly the same behaviour (limits,
-    attempts, expiry) whether or not an address has an account.
+    attempts, expiry) whether or not an address has an account. A registration code for an
+    address that already has an account (`user`) is such a decoy too; the account's owner is
+    told instead that someone tried to register with their address.
 
     Called outside a transaction (as views do), the email has gone out when this returns;
     inside one, it goes out when that commits.
@@ -121,7 +127,12 @@ def issue_code(email: str, purpose: str, *, user: User | None = None, deliver: b
     email = normalize_email(email)
     purpose = CodePurpose(purpose)
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-    message = _render_message(code, purpose, user) if deliver else None
+    if deliver:
+        message = _render_message(code, purpose, user)
+    elif purpose == CodePurpose.REGISTER and user is not None:
+        message = _render_registration_attempt(user)
+    else:
+        message = None
     row = None
     try:
         with transaction.atomic():
@@ -134,7 +145,7 @@ def issue_code(email: str, purpose: str, *, user: User | None = None, deliver: b
             row = VerificationCode.objects.create(
                 email=email,
                 purpose=purpose,
-                user=user,
+                user=user if deliver else None,
                 code_hash=_hash(email, purpose, code),
                 created_at=now,
                 expires_at=now + timedelta(seconds=settings.VERIFICATION_CODE_TTL_SECONDS),
@@ -212,21 +223,16 @@ def _check_usable(row: VerificationCode) -> None:
 
 
 def _seconds_to_wait(email: str, purpose: str, now) -> int:
-    recent = list(
-        VerificationCode.objects.filter(
-            email=email, purpose=purpose, created_at__gt=now - RATE_WINDOW
-        )
+    newest = (
+        VerificationCode.objects.filter(email=email, purpose=purpose)
         .order_by("-created_at")
         .values_list("created_at", flat=True)
+        .first()
     )
-    if not recent:
+    if newest is None:
         return 0
-    resend_at = recent[0] + timedelta(seconds=settings.VERIFICATION_CODE_RESEND_SECONDS)
-    waits = [(resend_at - now).total_seconds()]
-    if len(recent) >= settings.VERIFICATION_CODE_MAX_PER_HOUR:
-        oldest_counted = recent[settings.VERIFICATION_CODE_MAX_PER_HOUR - 1]
-        waits.append((oldest_counted + RATE_WINDOW - now).total_seconds())
-    return max(0, math.ceil(max(waits)))
+    resend_at = newest + timedelta(seconds=settings.VERIFICATION_CODE_RESEND_SECONDS)
+    return max(0, math.ceil((resend_at - now).total_seconds()))
 
 
 def _lock(email: str, purpose: str) -> None:
@@ -256,3 +262,21 @@ def _render_message(code: str, purpose: str, user: User | None) -> tuple[str, st
             },
         )
     return subject, body, None
+
+
+def _render_registration_attempt(user: User) -> tuple[str, str, None]:
+    """The notice to an account's owner that someone asked for a registration code for their
+    address: in their language, with what to do if it was them."""
+    with translation.override(user.language or settings.LANGUAGE_CODE):
+        subject = gettext("Someone tried to register with your MatriCloud email address")
+        body = render_to_string(
+            "emails/registration_attempt.txt",
+            {"user": user, "email": user.email, "login_url": _absolute_url("accounts:login")},
+        )
+    return subject, body, None
+
+
+def _absolute_url(name: str) -> str:
+    """The named page on the portal's public address (PORTAL_URL), else empty."""
+    base = getattr(settings, "PORTAL_URL", "")
+    return f"{base.rstrip('/')}{reverse(name)}" if base else ""

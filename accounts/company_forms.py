@@ -12,13 +12,14 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Company, CompanyType, User
 from accounts.services import ALLOWED_SUPERIOR_TYPES, check_superior
+from accounts.stored_files import StoredImageField
+from accounts.validators import validate_display_name
 from matricloud.forms import StyledFormMixin
 
 ADDABLE_TYPES = [
     (CompanyType.DISTRIBUTOR.value, CompanyType.DISTRIBUTOR.label),
     (CompanyType.INSTALLER.value, CompanyType.INSTALLER.label),
 ]
-LOGO_FORMATS = {"PNG", "JPEG", "GIF", "WEBP"}
 EM_SPACE = "\u2003"
 
 
@@ -72,7 +73,7 @@ class CompanyAddForm(StyledFormMixin, PreparedFormMixin, forms.Form):
     superior = forms.ModelChoiceField(
         label=_("Superior"), queryset=Company.objects.none(), empty_label=None
     )
-    name = _model_field("name")
+    name = _model_field("name", validators=[validate_display_name])
     country = _model_field("country")
     description = _model_field("description", required=False)
 
@@ -110,14 +111,26 @@ class CompanyAddForm(StyledFormMixin, PreparedFormMixin, forms.Form):
         return cleaned
 
 
+class LogoField(StoredImageField):
+    """A company logo: PNG, JPEG, GIF or WebP of at most LOGO_MAX_BYTES, stored re-encoded
+    without metadata under a random name (accounts/stored_files.py)."""
+
+    max_bytes_setting = "LOGO_MAX_BYTES"
+    stored_side = 1024
+    default_error_messages = {
+        "file_too_large": _("The logo is too large (%(size)s); the limit is %(limit)s."),
+        "image_format": _("Please upload a PNG, JPEG, GIF or WebP image."),
+    }
+
+
 class CompanyEditForm(StyledFormMixin, PreparedFormMixin, forms.Form):
     """Name, country/region, description, address and logo (guide §5.1.2)."""
 
-    name = _model_field("name")
+    name = _model_field("name", validators=[validate_display_name])
     country = _model_field("country")
     address = _model_field("address", required=False)
     description = _model_field("description", required=False)
-    logo = forms.ImageField(
+    logo = LogoField(
         label=_("Logo"),
         required=False,
         widget=forms.FileInput(attrs={"accept": "image/png,image/jpeg,image/gif,image/webp"}),
@@ -137,26 +150,6 @@ class CompanyEditForm(StyledFormMixin, PreparedFormMixin, forms.Form):
         }
         if not company.logo:
             del self.fields["remove_logo"]
-
-    def clean_logo(self):
-        logo = self.cleaned_data.get("logo")
-        if not logo:
-            return logo
-        if logo.size > settings.LOGO_MAX_BYTES:
-            raise ValidationError(
-                _("The logo is too large (%(size)s); the limit is %(limit)s.")
-                % {
-                    "size": filesizeformat(logo.size),
-                    "limit": filesizeformat(settings.LOGO_MAX_BYTES),
-                },
-                code="file_too_large",
-            )
-        image = getattr(logo, "image", None)
-        if image is None or image.format not in LOGO_FORMATS:
-            raise ValidationError(
-                _("Please upload a PNG, JPEG, GIF or WebP image."), code="invalid_image"
-            )
-        return logo
 
     def changes(self) -> dict:
         """The keyword arguments for services.update_company."""

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django_countries.fields import CountryField
 
 from accounts.scoping import ScopedQuerySet
+from accounts.stored_files import stored_file_url
 
 NORTH_AMERICA = {"US", "CA", "MX"}
 ACCESS_CODE_ALPHABET = string.ascii_uppercase + string.digits
@@ -108,6 +109,11 @@ class Company(models.Model):
         from django.urls import reverse
 
         return reverse("accounts:company_detail", args=[self.pk])
+
+    @property
+    def logo_url(self) -> str:
+        """Where the logo is shown from: a view that checks who may see this company."""
+        return stored_file_url("files:logo", self.pk, self.logo)
 
     @property
     def depth(self) -> int:
@@ -217,6 +223,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return str(self)
+
+    @property
+    def avatar_url(self) -> str:
+        """Where the avatar is shown from: a view that checks who may see this user."""
+        return stored_file_url("files:avatar", self.pk, self.avatar)
 
     @property
     def is_owner(self) -> bool:

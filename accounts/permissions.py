@@ -1,7 +1,8 @@
 """Role rules, in one place: `can(user, action, obj)`.
 
 Administrators manage companies, users and roles; O&M engineers do everything except delete
-companies and change roles; owners (common users) only view. An object outside the user's
+companies and change roles; owners (common users) only view. Nobody edits, resets the password
+of, or changes the role of a user above their own role. An object outside the user's
 scope is never allowed (views answer 404 for it before asking here).
 """
 
@@ -23,6 +24,10 @@ OM = "om"
 OWNER = "owner"
 STAFF_ROLES = frozenset({ADMIN, OM})
 ALL_ROLES = frozenset({ADMIN, OM, OWNER})
+# A user manages only accounts of the same or a lower role: an O&M engineer who could reset an
+# administrator's password or change their details could take the administrator's place.
+ROLE_RANK = {OWNER: 0, OM: 1, ADMIN: 2}
+RANKED_USER_ACTIONS = frozenset({"user.change", "user.change_role", "user.reset_password"})
 
 RULES: dict[str, frozenset[str]] = {
     # Account -> Company
@@ -81,10 +86,24 @@ def assignable_roles(user: User) -> list[str]:
     return []
 
 
+def has_staff_role(user: User) -> bool:
+    """Administrators and O&M engineers (and superusers): the roles that manage and operate."""
+    return user.is_superuser or user.role in STAFF_ROLES
+
+
+def role_rank(user: User) -> int:
+    """Owner < O&M engineer < administrator < superuser (the platform operator)."""
+    if user.is_superuser:
+        return len(ROLE_RANK)
+    return ROLE_RANK.get(user.role, -1)
+
+
 def _object_rule(user: User, action: str, obj: models.Model | None) -> bool:
     """Rules that depend on the object, beyond role and scope."""
     if obj is None:
         return True
+    if action in RANKED_USER_ACTIONS and role_rank(obj) > role_rank(user):
+        return False
     if action == "company.delete":
         # The platform root and your own company are never deleted from the portal.
         return obj.superior_id is not None and obj.pk != user.company_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 import zoneinfo
 from functools import cache
 
@@ -15,6 +14,7 @@ from django.utils.functional import lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from accounts import reauth
 from accounts.auth_forms import (
     EMAIL_MAX_LENGTH,
     POLICY_HELP_TEXT,
@@ -24,10 +24,10 @@ from accounts.auth_forms import (
 )
 from accounts.models import CodePurpose, User, normalize_email
 from accounts.registration import email_is_registered
+from accounts.stored_files import StoredImageField
+from accounts.validators import validate_display_name
 from matricloud.forms import StyledFormMixin
 
-AVATAR_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
-AVATAR_MAX_SIDE = 4096
 TIME_ZONE_AREAS = ("Europe", "America", "Atlantic", "Africa", "Asia", "Australia", "Pacific")
 
 
@@ -51,40 +51,12 @@ def time_zone_choices() -> list:
     return [("UTC", "UTC"), *_zones_by_area()]
 
 
-class AvatarField(forms.ImageField):
-    """An avatar: a JPEG, PNG, GIF or WebP image that Pillow can read, within the size limit.
+class AvatarField(StoredImageField):
+    """An avatar: a JPEG, PNG, GIF or WebP image of at most AVATAR_MAX_BYTES and 4096 pixels a
+    side, stored re-encoded without metadata under a random name (accounts/stored_files.py)."""
 
-    The size is checked before Pillow opens the file, and the pixel size after, so that huge or
-    crafted files are refused early.
-    """
-
-    def to_python(self, data):
-        if data is not None and getattr(data, "size", 0) > settings.AVATAR_MAX_BYTES:
-            raise ValidationError(
-                _("The image is too large (%(size)s). The maximum is %(max)s."),
-                code="file_too_large",
-                params={
-                    "size": filesizeformat(data.size),
-                    "max": filesizeformat(settings.AVATAR_MAX_BYTES),
-                },
-            )
-        upload = super().to_python(data)
-        if upload is None:
-            return None
-        image = upload.image
-        if image.format not in AVATAR_FORMATS:
-            raise ValidationError(
-                _("Please upload a JPEG, PNG, GIF or WebP image."), code="invalid_image_format"
-            )
-        if max(image.width, image.height) > AVATAR_MAX_SIDE:
-            raise ValidationError(
-                _("The image may be at most %(side)d × %(side)d pixels."),
-                code="image_too_big",
-                params={"side": AVATAR_MAX_SIDE},
-            )
-        # Our own name: the uploaded one is the visitor's choice and may be anything.
-        upload.name = f"{uuid.uuid4().hex}.{AVATAR_FORMATS[image.format]}"
-        return upload
+    max_bytes_setting = "AVATAR_MAX_BYTES"
+    stored_side = 1024
 
 
 def _avatar_help_text() -> str:
@@ -112,6 +84,7 @@ class ProfileForm(StyledFormMixin, forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["username"].widget.attrs["placeholder"] = _("Enter user name")
+        self.fields["username"].validators.append(validate_display_name)
 
     def save(self, commit: bool = True) -> User:
         user = super().save(commit=False)
@@ -122,10 +95,37 @@ class ProfileForm(StyledFormMixin, forms.ModelForm):
         return user
 
 
-class VerifyCurrentEmailForm(CodeCheckMixin, StyledFormMixin, forms.Form):
-    """Guide §3.2 step 3–4: the code sent to the current address."""
+WRONG_CURRENT_PASSWORD = _("Your current password is incorrect.")
+
+
+def current_password_field() -> forms.CharField:
+    return password_field(
+        _("Current password"),
+        placeholder=_("Enter your current password"),
+        autocomplete="current-password",
+    )
+
+
+class CurrentPasswordMixin:
+    """A `password` field for the signed-in user's current password, checked like a sign-in
+    (accounts/reauth.py): wrong ones count towards the lockout."""
+
+    def __init__(self, *args, request, **kwargs) -> None:
+        self.request = request  # before super(): StyledFormMixin cleans bound forms
+        super().__init__(*args, **kwargs)
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not reauth.check_current_password(self.request, password):
+            raise ValidationError(WRONG_CURRENT_PASSWORD, code="password_incorrect")
+        return password
+
+
+class VerifyCurrentEmailForm(CurrentPasswordMixin, CodeCheckMixin, StyledFormMixin, forms.Form):
+    """Guide §3.2 step 3–4: the code sent to the current address, and the current password."""
 
     code = code_field()
+    password = current_password_field()
 
     def __init__(self, *args, user: User, **kwargs) -> None:
         self.user = user  # before super(): StyledFormMixin cleans bound forms
@@ -181,10 +181,24 @@ class PortalPasswordChangeForm(StyledFormMixin, PasswordChangeForm):
     )
     new_password2 = password_field(_("Repeat password"), placeholder=_("Enter new password again"))
 
+    def __init__(self, *args, request, **kwargs) -> None:
+        self.request = request
+        super().__init__(*args, **kwargs)
 
-class DeregisterForm(StyledFormMixin, forms.Form):
-    """Guide §3.4: the confirmation below the Account Cancellation Notice."""
+    def clean_old_password(self) -> str:
+        old_password = self.cleaned_data["old_password"]
+        if not reauth.check_current_password(self.request, old_password):
+            raise ValidationError(
+                self.error_messages["password_incorrect"], code="password_incorrect"
+            )
+        return old_password
 
+
+class DeregisterForm(CurrentPasswordMixin, StyledFormMixin, forms.Form):
+    """Guide §3.4: the confirmation below the Account Cancellation Notice, and the current
+    password."""
+
+    password = current_password_field()
     confirm = forms.BooleanField(
         label=_(
             "By applying for cancellation, you voluntarily waive all rights within the account "

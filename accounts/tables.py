@@ -108,8 +108,7 @@ class UserTable(tables.Table):
 
     def render_description(self, value: str) -> str:
         return format_html(
-            '<span class="d-inline-block text-truncate align-bottom" style="max-width: 14rem" '
-            'title="{}">{}</span>',
+            '<span class="d-inline-block text-truncate align-bottom mw-14rem" title="{}">{}</span>',
             value,
             value,
         )

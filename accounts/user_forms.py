@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.company_forms import PreparedFormMixin
 from accounts.models import Company, Role, User, normalize_email
 from accounts.permissions import assignable_roles
+from accounts.validators import validate_display_name
 from matricloud.forms import StyledFormMixin
 
 # What each role may do, in the words of guide §2.1.
@@ -98,7 +99,7 @@ class UserAddForm(RoleChoicesMixin, StyledFormMixin, PreparedFormMixin, forms.Fo
         "password2",
     )
 
-    username = _model_field("username")
+    username = _model_field("username", validators=[validate_display_name])
     country = _model_field("country", required=True)
     email = _model_field("email")
     supervisor = _supervisor_field()
@@ -189,7 +190,7 @@ class UserAddForm(RoleChoicesMixin, StyledFormMixin, PreparedFormMixin, forms.Fo
 class UserEditForm(StyledFormMixin, PreparedFormMixin, forms.Form):
     """Basic information of a user (guide §5.2.2)."""
 
-    username = _model_field("username")
+    username = _model_field("username", validators=[validate_display_name])
     country = _model_field("country", required=False)
     supervisor = _supervisor_field()
     description = _model_field("description", required=False)

@@ -2,7 +2,9 @@
 
 The register map owns every fact about a point (range, step, options, format); the forms only
 turn what the user typed into a value the map can check. Range and step are checked once, by
-the remote-operations service, so the dialog shows the same reason the service gives.
+the remote-operations service, so the dialog shows the same reason the service gives. The form
+only refuses what no register can take (not a finite number, more than the register holds, more
+than MAX_DECIMAL_PLACES decimals) before it reaches the service.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from gateways.remote import OperationRefused
@@ -21,6 +24,8 @@ from matricloud.forms import StyledFormMixin
 QUICK = "quick"
 GROUP = "group"
 KEYWORD_MAX_LENGTH = 100
+# No register of the shipped maps resolves finer than 0.001; six places leave room for more.
+MAX_DECIMAL_PLACES = 6
 
 
 def plain_number(value: float | Decimal) -> str:
@@ -68,6 +73,16 @@ class ParameterSearchForm(StyledFormMixin, forms.Form):
         if self.mode != GROUP or not self.is_valid():
             return ""
         return self.cleaned_data.get("group", "")
+
+
+class InverterSearchForm(forms.Form):
+    """The left panel's search (SN, name or site): a null byte is an error, a long text is cut
+    to KEYWORD_MAX_LENGTH characters."""
+
+    iq = forms.CharField(required=False)
+
+    def clean_iq(self) -> str:
+        return self.cleaned_data["iq"][:KEYWORD_MAX_LENGTH].strip()
 
 
 class ParameterReadForm(forms.Form):
@@ -170,6 +185,31 @@ def _is_number(point: PointSpec) -> bool:
     return point.type in ("u16", "s16", "u32", "s32") and point.enum is None and not point.format
 
 
+class RegisterNumberField(forms.DecimalField):
+    """A number the register can hold at all: finite and within its type's limits. A value
+    past them is refused here with the point's range ("Enter a number within …"); a value
+    within them but out of range or off-step is the service's to word."""
+
+    def __init__(self, point: PointSpec, **kwargs: Any) -> None:
+        super().__init__(decimal_places=MAX_DECIMAL_PLACES, **kwargs)
+        self.limits = point.value_limits
+        low, high = point.range if point.range is not None else self.limits
+        unit = f" {point.unit}" if point.unit else ""
+        self.within = _("Enter a number within %(min)s to %(max)s%(unit)s.") % {
+            "min": plain_number(low),
+            "max": plain_number(high),
+            "unit": unit,
+        }
+
+    def validate(self, value: Decimal | None) -> None:
+        forms.Field.validate(self, value)  # "required"; the checks below replace "finite"
+        if value in self.empty_values:
+            return
+        low, high = self.limits
+        if not value.is_finite() or not low <= value <= high:
+            raise ValidationError(self.within, code="out_of_register")
+
+
 def _number_field(point: PointSpec, label: str) -> forms.DecimalField:
     # Range and step are hints for the browser only; the service checks them and words the
     # reason, so a value typed past the browser reads the same refusal as any other client.
@@ -184,6 +224,6 @@ def _number_field(point: PointSpec, label: str) -> forms.DecimalField:
             "max": plain_number(high),
             "step": plain_number(step),
         }
-    return forms.DecimalField(
-        label=label, widget=forms.NumberInput(attrs=attrs), help_text=help_text
+    return RegisterNumberField(
+        point, label=label, widget=forms.NumberInput(attrs=attrs), help_text=help_text
     )

@@ -33,6 +33,7 @@ from django.views.generic import TemplateView
 from django_htmx.http import reswap, retarget, trigger_client_event
 
 from accounts.permissions import can
+from accounts.query import ascii_int, positive_int
 from accounts.views.generic import (
     ActionRequiredMixin,
     HtmxPartialMixin,
@@ -41,6 +42,7 @@ from accounts.views.generic import (
 )
 from gateways.models import PENDING_STATES, OperationKind, OperationState, RemoteOperation
 from gateways.parameter_forms import (
+    InverterSearchForm,
     ParameterReadForm,
     ParameterSearchForm,
     ParameterWriteForm,
@@ -224,7 +226,9 @@ def table_context(request: HttpRequest, inverter: Inverter) -> dict[str, Any]:
         return context
     mode = search_mode(request.GET)
     form = ParameterSearchForm(request.GET, register_map=register_map, mode=mode)
-    page = Paginator(form.points(), PARAMETERS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(form.points(), PARAMETERS_PER_PAGE).get_page(
+        positive_int(request.GET.get("page"), 1)
+    )
     cells = known_values(inverter.pk, [point.key for point in page])
     rows = [(point, cells[point.key]) for point in page]
     context.update(
@@ -246,12 +250,13 @@ class ParameterPageView(ActionRequiredMixin, TemplateView):
     template_name = PAGE_TEMPLATE
 
     def get_object(self) -> Inverter | None:
-        pk = self.request.GET.get("inverter", "")
-        if not pk:
+        value = self.request.GET.get("inverter", "")
+        if not value:
             return None
-        if not pk.isdigit():
+        pk = ascii_int(value)
+        if pk is None:
             raise Http404
-        return get_object_or_404(selectable_inverters(self.request), pk=int(pk))
+        return get_object_or_404(selectable_inverters(self.request), pk=pk)
 
     def get_template_names(self) -> list[str]:
         for target, partial in ((TABLE_TARGET, "table"), (INVERTER_TARGET, "inverters")):
@@ -270,17 +275,33 @@ class ParameterPageView(ActionRequiredMixin, TemplateView):
 
     def inverter_list(self) -> dict[str, Any]:
         inverters = selectable_inverters(self.request).order_by("serial_number")
-        search = self.request.GET.get("iq", "").strip()[:100]
-        if search:
+        form = self.inverter_search_form()
+        search = form.cleaned_data["iq"] if form.is_valid() else ""
+        if not form.is_valid():
+            inverters = inverters.none()
+        elif search:
             inverters = inverters.filter(
                 Q(serial_number__icontains=search)
                 | Q(name__icontains=search)
                 | Q(site__name__icontains=search)
             )
-        page = Paginator(inverters, INVERTERS_PER_PAGE).get_page(self.request.GET.get("ipage"))
-        return {"inverter_page": page, "inverter_search": search}
+        page = Paginator(inverters, INVERTERS_PER_PAGE).get_page(
+            positive_int(self.request.GET.get("ipage"), 1)
+        )
+        return {
+            "inverter_page": page,
+            "inverter_search": search,
+            "inverter_search_error": " ".join(form.errors.get("iq", [])),
+        }
+
+    def inverter_search_form(self) -> InverterSearchForm:
+        if not hasattr(self, "_inverter_search_form"):
+            self._inverter_search_form = InverterSearchForm(self.request.GET)
+        return self._inverter_search_form
 
     def render_to_response(self, context: dict, **kwargs: Any) -> HttpResponse:
+        if not self.inverter_search_form().is_valid():
+            kwargs["status"] = 400  # e.g. a null byte: the page says why, the list is empty
         response = super().render_to_response(context, **kwargs)
         patch_vary_headers(response, ("HX-Request", "HX-Target"))
         return response

@@ -123,8 +123,7 @@ def _truncated(text: str) -> str:
         return "—"
     short = text if len(text) <= CELL_TEXT_LIMIT else f"{text[:CELL_TEXT_LIMIT]}…"
     return format_html(
-        '<span class="d-inline-block text-truncate align-bottom" style="max-width: 16rem" '
-        'title="{}">{}</span>',
+        '<span class="d-inline-block text-truncate align-bottom mw-16rem" title="{}">{}</span>',
         text,
         short,
     )

@@ -88,6 +88,7 @@ _INT_LIMITS: dict[str, tuple[int, int]] = {
 }
 _FIXED_COUNT = {"u16": 1, "s16": 1, "u32": 2, "s32": 2}
 _CODE_PREFIX: dict[str, FaultKind] = {"Warn": "warn", "Fault": "fault", "Protect": "protect"}
+_FMT_MAX_EXPONENT = 15  # numbers beyond 1e15 are written in scientific notation in messages
 _BLOCK_MERGE_GAP = 16  # raw_block_layout() joins runs this close so block reads never hit a hole
 
 
@@ -337,6 +338,15 @@ class PointSpec(_Strict):
         """True when the address is this project's reference layout, not a public fact."""
         return self.origin == "reference"
 
+    @property
+    def value_limits(self) -> tuple[Decimal, Decimal] | None:
+        """The smallest and largest value a plain number register can hold (its type's
+        limits times its scale); None for other points."""
+        if self.type not in _INT_LIMITS or self.enum is not None or self.format:
+            return None
+        lo, hi = _INT_LIMITS[self.type]
+        return lo * _dec(self.scale), hi * _dec(self.scale)
+
 
 class PointOverride(_Strict):
     """Per-model changes to a point (limits and defaults that depend on the power class)."""
@@ -452,6 +462,8 @@ def _dec(x: Any) -> Decimal:
 
 def _fmt(x: Any) -> str:
     d = _dec(x)
+    if not d.is_finite() or abs(d.adjusted()) > _FMT_MAX_EXPONENT:
+        return f"{d:g}"  # 1e+30: what was typed, without thirty zeros (or a quantize error)
     if d == d.to_integral_value():
         return str(d.quantize(Decimal(1)))
     return format(d.normalize(), "f")
@@ -871,6 +883,13 @@ class RegisterMap:
             raise err(f"{p.name}: {value!r} is not a number.") from None
         if not v.is_finite():
             raise err(f"{p.name} must be a finite number.")
+        lo_c, hi_c = p.value_limits or (Decimal("-1e18"), Decimal("1e18"))
+        if p.range is None and not lo_c <= v <= hi_c:
+            # Before any arithmetic: 1e9999 would overflow the decimal context below.
+            raise err(
+                f"{p.name}: {_fmt(v)}{unit} does not fit the register "
+                f"({p.type} holds {_fmt(lo_c)} to {_fmt(hi_c)}{unit})."
+            )
         if p.range is not None:
             lo_v, hi_v = _dec(p.range[0]), _dec(p.range[1])
             if not lo_v <= v <= hi_v:

@@ -50,6 +50,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Early (after the headers every answer needs): refuses an oversized request body from its
+    # Content-Length, before anything reads it.
+    "matricloud.uploads.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -58,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.middleware.UserPreferencesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.SessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -186,20 +191,58 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row
 
-# Lock an account and, separately, an address after repeated failed logins.
+# Sign-in protection (accounts/lockout.py): AXES_FAILURE_LIMIT failures of one account from one
+# client address lock that account there only; AXES_IP_FAILURE_LIMIT failures from one address
+# over any accounts lock that address. Wrong current passwords count too (accounts/reauth.py).
+# Attempts refused during a lockout are not counted, so they do not extend it.
+AXES_HANDLER = "accounts.lockout.PortalAxesHandler"
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_IP_FAILURE_LIMIT = env.int("AXES_IP_FAILURE_LIMIT", default=20)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.5)
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_USERNAME_FORM_FIELD = "username"
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
+# The password fields of re-authentication forms stay out of the attempt records.
+AXES_SENSITIVE_PARAMETERS = [
+    "username",
+    "ip_address",
+    "old_password",
+    "new_password1",
+    "new_password2",
+]
+# The client address, by django-ipware. Behind AXES_PROXY_COUNT reverse proxies that each append
+# the address they were contacted from to X-Forwarded-For, the client is the AXES_PROXY_COUNT-th
+# entry from the right; entries further left are whatever the client sent, and are ignored.
+# (django-ipware counts only the proxies listed in the header: the last one is REMOTE_ADDR.)
+_proxies = env.int("AXES_PROXY_COUNT", default=0)
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if _proxies else ("REMOTE_ADDR",)
+)
+AXES_IPWARE_PROXY_COUNT = max(_proxies - 1, 0)
+IPWARE_STRICT = False  # a longer header than the proxies account for is normal, not suspect
 
 # Verification codes ("Send" on registration, forgot password, change email).
 VERIFICATION_CODE_TTL_SECONDS = env.int("VERIFICATION_CODE_TTL_SECONDS", default=600)
 VERIFICATION_CODE_MAX_ATTEMPTS = 5
-VERIFICATION_CODE_RESEND_SECONDS = 60
-VERIFICATION_CODE_MAX_PER_HOUR = 5
+VERIFICATION_CODE_RESEND_SECONDS = env.int("VERIFICATION_CODE_RESEND_SECONDS", default=60)
+
+# Emails a request can trigger, counted in the cache per window (accounts/throttle.py,
+# docs/operations.md). "CODE": verification codes and notices, anyone may ask for them;
+# "STAFF": temporary passwords sent by administrators. 0 switches a limit off.
+MAIL_LIMIT_WINDOW_SECONDS = env.int("MAIL_LIMIT_WINDOW_SECONDS", default=3600)
+CODE_MAIL_LIMIT_PER_ADDRESS = env.int("CODE_MAIL_LIMIT_PER_ADDRESS", default=20)
+CODE_MAIL_LIMIT_PER_SESSION = env.int("CODE_MAIL_LIMIT_PER_SESSION", default=10)
+CODE_MAIL_LIMIT_PER_ADDRESS_AND_RECIPIENT = env.int(
+    "CODE_MAIL_LIMIT_PER_ADDRESS_AND_RECIPIENT", default=3
+)
+CODE_MAIL_LIMIT_PER_RECIPIENT = env.int("CODE_MAIL_LIMIT_PER_RECIPIENT", default=10)
+STAFF_MAIL_LIMIT_PER_ADDRESS = env.int("STAFF_MAIL_LIMIT_PER_ADDRESS", default=100)
+STAFF_MAIL_LIMIT_PER_SESSION = env.int("STAFF_MAIL_LIMIT_PER_SESSION", default=50)
+STAFF_MAIL_LIMIT_PER_ADDRESS_AND_RECIPIENT = 0  # the recipient limit below covers it
+STAFF_MAIL_LIMIT_PER_RECIPIENT = env.int("STAFF_MAIL_LIMIT_PER_RECIPIENT", default=5)
+STAFF_MAIL_RESEND_SECONDS = env.int("STAFF_MAIL_RESEND_SECONDS", default=60)
 
 AVATAR_MAX_BYTES = 2 * 1024 * 1024
 LOGO_MAX_BYTES = 2 * 1024 * 1024
@@ -211,6 +254,27 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Content-Security-Policy (django-csp) -----------------------------------------------------
+# Scripts, styles, fonts and images come from this site only; no inline script or style (the
+# one exception is the standalone 500 page's style element, allowed by its hash). Browsers
+# report violations in their console; the browser tests fail on any.
+CSP_500_PAGE_STYLE_HASH = "'sha256-qPZCm3ZVZTgtjSPcVdXo+rCqczmHta7+QbMfUSTOtW8='"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", CSP_500_PAGE_STYLE_HASH],
+        # Bootstrap's CSS draws form controls with data: SVG images.
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Static and media -----------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -227,15 +291,34 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-MEDIA_URL = "media/"
+MEDIA_URL = "media/"  # not served: stored files have their own views (matricloud/files.py)
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(DATA_DIR / "media"))
+# Behind nginx: the `internal` location that maps to MEDIA_ROOT (e.g. /protected-media/); the
+# file views then check who may see a file and let nginx send it (X-Accel-Redirect).
+MEDIA_X_ACCEL_REDIRECT_PREFIX = env.str("MEDIA_X_ACCEL_REDIRECT_PREFIX", default="")
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Uploads (matricloud/uploads.py): a request declaring a larger body gets 413 unread; no file
+# keeps more than UPLOAD_MAX_FILE_BYTES (form fields have their own, lower limits, e.g.
+# AVATAR_MAX_BYTES). Keep nginx's client_max_body_size at UPLOAD_MAX_REQUEST_BYTES.
+UPLOAD_MAX_REQUEST_BYTES = env.int("UPLOAD_MAX_REQUEST_BYTES", default=10 * 1024 * 1024)
+UPLOAD_MAX_FILE_BYTES = env.int("UPLOAD_MAX_FILE_BYTES", default=5 * 1024 * 1024)
+FILE_UPLOAD_HANDLERS = [
+    "matricloud.uploads.FileSizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5-responsive.html"
 DJANGO_TABLES2_PAGE_RANGE = 8
 
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# A session ends after this long without a request (accounts.middleware.SessionTimeoutMiddleware),
+# and SESSION_MAX_AGE_HOURS after sign-in however busy it is.
+SESSION_IDLE_TIMEOUT_MINUTES = env.int("SESSION_IDLE_TIMEOUT_MINUTES", default=60)
+SESSION_IDLE_TIMEOUT_STAFF_MINUTES = env.int("SESSION_IDLE_TIMEOUT_STAFF_MINUTES", default=30)
+SESSION_MAX_AGE_HOURS = env.int("SESSION_MAX_AGE_HOURS", default=12)
+SESSION_COOKIE_AGE = SESSION_MAX_AGE_HOURS * 3600
 
 LOGGING = {
     "version": 1,

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from matricloud import views
+from matricloud import files, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,5 +11,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("django-admin/", admin.site.urls),
-    path("media/<path:path>", views.protected_media, name="media"),
+    # Uploaded files, by the object they belong to and only to who may see it; raw media
+    # paths are not served at all.
+    path("files/", include((files.urlpatterns, "files"))),
 ]

@@ -1,13 +1,11 @@
-"""Home, health check, media and the menu entries whose pages come with later features."""
+"""Home, health check and the menu entries whose pages come with later features."""
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
-from django.views.static import serve
 
 from accounts.models import Company, User
 from accounts.permissions import can
@@ -29,12 +27,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
-
-
-@login_required
-def protected_media(request: HttpRequest, path: str) -> HttpResponse:
-    """Uploaded avatars and logos are for signed-in users only."""
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
 
 
 PLACEHOLDERS = {

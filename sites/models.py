@@ -7,6 +7,7 @@ from django_countries.fields import CountryField
 
 from accounts.models import Company, Currency
 from accounts.scoping import ScopedQuerySet
+from accounts.stored_files import stored_file_url
 
 
 class SiteType(models.TextChoices):
@@ -67,6 +68,11 @@ class Site(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("sites:detail", args=[self.pk])
+
+    @property
+    def picture_url(self) -> str:
+        """Where the picture is shown from: a view that checks who may see this site."""
+        return stored_file_url("files:site_picture", self.pk, self.picture)
 
 
 class SiteDeviceQuerySet(ScopedQuerySet):

@@ -112,6 +112,14 @@ def shots(tmp_path):
     return folder
 
 
+CSP_REPORTER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  const blocked = event.blockedURI || "inline";
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${blocked}`);
+});
+"""
+
+
 @pytest.fixture
 def page(live_server, monkeypatch):
     """A headless Chromium page on the live server, at the screenshots' 1366×768."""
@@ -123,7 +131,19 @@ def page(live_server, monkeypatch):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
+        # Every Content-Security-Policy violation, as the browser reports it in the console.
+        context.add_init_script(CSP_REPORTER)
         page = context.new_page()
+        violations: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                violations.append(message.text)
+                if "Content Security Policy" in message.text or "CSP violation" in message.text
+                else None
+            ),
+        )
         page.set_default_timeout(10_000)
         yield page
         browser.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"

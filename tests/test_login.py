@@ -1,5 +1,6 @@
 """Guide §2: sign in by email, sign out, temporary passwords that work once, and the lockout
-after repeated wrong passwords (django-axes)."""
+after repeated wrong passwords (django-axes, accounts/lockout.py): an account from one address,
+and one address over all accounts."""
 
 import pytest
 from django.contrib.auth import SESSION_KEY
@@ -208,25 +209,25 @@ def test_four_wrong_passwords_do_not_lock(client, tenants, settings):
     assert sign_in(client, "admin@helios.example", REMOTE_ADDR="10.0.0.1").status_code == 302
 
 
-def test_locked_account_stays_locked_from_another_address(tenants, settings):
+def test_locked_account_still_signs_in_from_another_address(tenants, settings):
+    # Whoever knows an email cannot lock its owner out: the lock holds at their address only.
     fail(Client(), "admin@helios.example", settings.AXES_FAILURE_LIMIT, address="10.0.0.1")
 
     response = sign_in(Client(), "admin@helios.example", REMOTE_ADDR="192.0.2.77")
 
-    assert response.status_code == 429
-    assert "Sign-in temporarily locked" in response.text
+    assert response.status_code == 302
 
 
 def test_spelling_the_email_differently_does_not_dodge_the_lock(tenants, settings):
     for n in range(settings.AXES_FAILURE_LIMIT):
         email = "admin@helios.example" if n % 2 else "ADMIN@Helios.Example"
-        sign_in(Client(), email, "Wrong-pass1!", REMOTE_ADDR=f"10.0.1.{n}")
-    assert sign_in(Client(), "admin@helios.example", REMOTE_ADDR="10.0.2.1").status_code == 429
+        sign_in(Client(), email, "Wrong-pass1!", REMOTE_ADDR="10.0.1.1")
+    assert sign_in(Client(), "admin@helios.example", REMOTE_ADDR="10.0.1.1").status_code == 429
 
 
 def test_one_address_trying_many_accounts_is_locked(tenants, settings):
     client = Client()
-    for n in range(settings.AXES_FAILURE_LIMIT):
+    for n in range(settings.AXES_IP_FAILURE_LIMIT):
         sign_in(client, f"guess{n}@helios.example", "Wrong-pass1!", REMOTE_ADDR="203.0.113.9")
 
     # Even a right password from that address is refused now...

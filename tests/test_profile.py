@@ -28,6 +28,8 @@ PASSWORD_URL = reverse("accounts:change_password")
 DEREGISTER_URL = reverse("accounts:deregister")
 SEND_URL = reverse("accounts:send_code")
 NEW_PASSWORD = "Copper-Wind3$"
+# Deregistration asks for the current password (accounts/reauth.py).
+CONFIRM_DEREGISTRATION = {"confirm": "on", "password": DEMO_PASSWORD}
 
 
 def image_file(name="me.png", image_format="PNG", size=(64, 64)) -> SimpleUploadedFile:
@@ -135,7 +137,7 @@ def test_avatar_upload(client_for, tenants, settings):
     user.refresh_from_db()
     assert re.fullmatch(rf"avatars/{user.pk}/[0-9a-f]{{32}}\.png", user.avatar.name)
     assert (Path(settings.MEDIA_ROOT) / user.avatar.name).exists()
-    assert user.avatar.url in client.get(PROFILE_URL).text
+    assert user.avatar_url in client.get(PROFILE_URL).text
 
 
 def test_replacing_and_removing_the_avatar_deletes_the_old_file(client_for, tenants, settings):
@@ -211,7 +213,10 @@ def test_security_page(client_for, tenants):
 
 def verify_current_email(client, user):
     assert client.post(SEND_URL, {"purpose": "email_old"}).status_code == 200
-    response = client.post(EMAIL_URL, {"action": "verify", "code": emailed_code(user.email)})
+    response = client.post(
+        EMAIL_URL,
+        {"action": "verify", "code": emailed_code(user.email), "password": DEMO_PASSWORD},
+    )
     assert response.status_code == 302
     return response
 
@@ -255,7 +260,9 @@ def test_change_email_wrong_code_for_the_current_address(client_for, tenants):
     client.post(SEND_URL, {"purpose": "email_old"})
     wrong = "000000" if emailed_code(user.email) != "000000" else "111111"
 
-    response = client.post(EMAIL_URL, {"action": "verify", "code": wrong})
+    response = client.post(
+        EMAIL_URL, {"action": "verify", "code": wrong, "password": DEMO_PASSWORD}
+    )
 
     assert response.status_code == 200
     assert "incorrect" in response.context["form"].errors["code"][0]
@@ -418,7 +425,7 @@ def test_deregistration_needs_the_checkbox(client_for, tenants):
 
 def test_deregister_an_owner(client_for, tenants):
     client = client_for(tenants.owner)
-    response = client.post(DEREGISTER_URL, {"confirm": "on"})
+    response = client.post(DEREGISTER_URL, CONFIRM_DEREGISTRATION)
 
     assert response.status_code == 302
     assert response["Location"] == reverse("accounts:login")
@@ -432,15 +439,14 @@ def test_last_user_takes_their_company_along(client_for, tenants):
     company = CompanyFactory(type=CompanyType.INSTALLER, superior=tenants.sunfix)
     solo = UserFactory(company=company, role=Role.ADMIN)
 
-    assert client_for(solo).post(DEREGISTER_URL, {"confirm": "on"}).status_code == 302
+    assert client_for(solo).post(DEREGISTER_URL, CONFIRM_DEREGISTRATION).status_code == 302
     assert not Company.objects.filter(pk=company.pk).exists()
 
 
 def test_an_administrator_with_a_fellow_administrator_may_leave(client_for, tenants):
     UserFactory(company=tenants.helios, role=Role.ADMIN, email="admin2@helios.example")
-    assert (
-        client_for(tenants.helios_admin).post(DEREGISTER_URL, {"confirm": "on"}).status_code == 302
-    )
+    response = client_for(tenants.helios_admin).post(DEREGISTER_URL, CONFIRM_DEREGISTRATION)
+    assert response.status_code == 302
     assert Company.objects.filter(pk=tenants.helios.pk).exists()
 
 
@@ -449,7 +455,7 @@ def test_last_administrator_is_refused(client_for, tenants):
     page = client.get(DEREGISTER_URL)
     assert "last administrator of Helios Distribution" in page.text
 
-    response = client.post(DEREGISTER_URL, {"confirm": "on"})
+    response = client.post(DEREGISTER_URL, CONFIRM_DEREGISTRATION)
 
     assert response.status_code == 200
     assert "cannot be cancelled" in response.text
@@ -465,7 +471,7 @@ def test_owner_with_a_granted_site_is_refused(client_for, tenants):
         "1 site is still granted to or owned by your account. Ask your installer to unlink it."
     ]
 
-    response = client_for(tenants.owner).post(DEREGISTER_URL, {"confirm": "on"})
+    response = client_for(tenants.owner).post(DEREGISTER_URL, CONFIRM_DEREGISTRATION)
 
     assert response.status_code == 200
     assert "still granted to or owned by your account" in response.text
@@ -494,7 +500,7 @@ def test_deregistration_removes_the_users_codes_and_avatar(client_for, tenants, 
     avatar = Path(settings.MEDIA_ROOT) / user.avatar.name
     assert avatar.exists()
 
-    client.post(DEREGISTER_URL, {"confirm": "on"})
+    client.post(DEREGISTER_URL, CONFIRM_DEREGISTRATION)
 
     assert not avatar.exists()
     assert not VerificationCode.objects.filter(email=user.email).exists()

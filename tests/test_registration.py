@@ -193,11 +193,23 @@ def test_owner_company_code_cannot_take_an_owner(client, tenants):
     assert errors(response, "access_code")
 
 
-def test_duplicate_email_is_refused_case_insensitively(client, tenants):
+def test_a_registered_email_is_refused_only_after_its_code(client, tenants):
+    # An address with an account gets no registration code (its owner a notice instead), so
+    # without the inbox the form answers as for any address: the code is wrong.
     response = client.post(
         register_url("installer"),
         form_data(tenants.sunfix.access_code, "123456", email="ADMIN@helios.example"),
     )
+    assert not errors(response, "email")
+    assert "request a verification code first" in errors(response, "code")[0]
+    assert Company.objects.count() == 4
+
+
+def test_duplicate_email_is_refused_case_insensitively(client, tenants):
+    # The code came while the address was free; someone registered it meanwhile.
+    code = send_code(client, "lena@solarwerk.example")
+    User.objects.create_user(email="Lena@Solarwerk.example", password=DEMO_PASSWORD)
+    response = client.post(register_url("installer"), form_data(tenants.sunfix.access_code, code))
     assert "already exists" in errors(response, "email")[0]
     assert Company.objects.count() == 4
 

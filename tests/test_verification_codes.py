@@ -139,19 +139,13 @@ def test_send_again_too_soon_is_refused_with_the_seconds_to_wait(settings):
     assert len(mail.outbox) == 1
 
 
-def test_at_most_five_codes_an_hour(settings):
-    for _ in range(settings.VERIFICATION_CODE_MAX_PER_HOUR):
-        codes.issue_code(EMAIL, CodePurpose.REGISTER)
-        age(EMAIL, CodePurpose.REGISTER, minutes=10)
-    # Sent 50, 40, 30, 20 and 10 minutes ago: the oldest leaves the hour in 10 minutes.
-
-    with pytest.raises(codes.CodeRateLimited) as raised:
-        codes.issue_code(EMAIL, CodePurpose.REGISTER)
-
-    assert 9 * 60 < raised.value.wait_seconds <= 10 * 60
-    age(EMAIL, CodePurpose.REGISTER, minutes=11)
-    codes.issue_code(EMAIL, CodePurpose.REGISTER)
-    assert len(mail.outbox) == settings.VERIFICATION_CODE_MAX_PER_HOUR + 1
+def test_no_hourly_cap_per_address_here(settings):
+    # Hourly limits are per client, session and recipient (accounts/throttle.py); a cap per
+    # address here would let strangers use up the owner's password resets.
+    for _ in range(8):
+        codes.issue_code(EMAIL, CodePurpose.RESET_PASSWORD)
+        age(EMAIL, CodePurpose.RESET_PASSWORD, seconds=settings.VERIFICATION_CODE_RESEND_SECONDS)
+    assert len(mail.outbox) == 8
 
 
 def test_limits_are_per_email_and_purpose():
@@ -227,11 +221,14 @@ def test_send_endpoint_only_takes_post(client):
     assert client.get(SEND_URL, {"email": EMAIL, "purpose": "register"}).status_code == 405
 
 
-def test_registration_code_for_a_registered_email_is_refused(client, tenants):
+def test_registration_code_for_a_registered_email_notifies_its_owner(client, tenants):
     response = client.post(SEND_URL, {"email": "Admin@Helios.example", "purpose": "register"})
-    assert response.status_code == 400
-    assert "already exists" in response.text
-    assert not mail.outbox
+    assert response.status_code == 200
+    assert "Code sent to admin@helios.example" in response.text
+    [notice] = mail.outbox
+    assert notice.to == ["admin@helios.example"]
+    assert "already has an account" in notice.body
+    assert not re.search(r"\b\d{6}\b", notice.body)
 
 
 def test_email_change_codes_need_a_signed_in_user(client):

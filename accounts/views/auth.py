@@ -16,9 +16,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.generic import FormView
 
-from accounts import codes
+from accounts import codes, throttle
 from accounts.auth_forms import (
-    DUPLICATE_EMAIL,
     AccountTypeForm,
     EmailAuthenticationForm,
     ForgotPasswordForm,
@@ -183,7 +182,7 @@ def send_code(request: HttpRequest) -> HttpResponse:
     """The "Send" button: email a verification code and answer with a one-line partial.
 
     200 sent, 400 bad input, 403 not signed in (email change), 429 too soon or too often
-    (with Retry-After), 503 the mail server refused.
+    (with Retry-After; see accounts.throttle), 503 the mail server refused.
     """
     form = SendCodeForm(request.POST)
     if not form.is_valid():
@@ -193,10 +192,15 @@ def send_code(request: HttpRequest) -> HttpResponse:
     purpose = form.cleaned_data["purpose"]
     try:
         email, user, deliver = _code_recipient(request, purpose, form.cleaned_data["email"])
-        codes.issue_code(email, purpose, user=user, deliver=deliver)
+        ticket = throttle.take_mail(request, email)
+        try:
+            codes.issue_code(email, purpose, user=user, deliver=deliver)
+        except codes.CodeError:
+            ticket.refund()
+            raise
     except BadCodeRequest as error:
         return _code_status(request, error.message, status=error.status)
-    except codes.CodeRateLimited as error:
+    except (codes.CodeRateLimited, throttle.MailRateLimited) as error:
         response = _code_status(request, error.message, status=429, wait=error.wait_seconds)
         response["Retry-After"] = str(error.wait_seconds)
         return response
@@ -229,9 +233,10 @@ def _code_recipient(
             raise BadCodeRequest(_("Another account already uses this email address."))
         return email, request.user, True
     if purpose == CodePurpose.REGISTER:
-        if email_is_registered(email):
-            raise BadCodeRequest(DUPLICATE_EMAIL)
-        return email, None, True
+        # The same answer whether or not the address has an account: its owner gets a notice
+        # instead of a code (codes.issue_code), so "Send" does not tell who is registered.
+        owner = User.objects.filter(email=email).first()
+        return email, owner, owner is None
     # Forgotten password: an unknown address gets a decoy code that nobody receives, so the
     # answer, the limits and the checks are the same whether or not the account exists.
     user = User.objects.filter(email=email, is_active=True).first()

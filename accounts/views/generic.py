@@ -9,7 +9,8 @@ Every view checks, in this order:
    your own role"), else 403.
 
 `action` guards safe methods; `post_action` (when set) guards POST. Writes go through service
-functions; ValidationError raised by a service lands on the form, PermissionDenied becomes 403.
+functions; ValidationError raised by a service lands on the form, PermissionDenied becomes 403,
+MailRateLimited (too many emails, accounts/throttle.py) becomes 429 with Retry-After.
 List and confirmation views render only a template partial (django-template-partials,
 "page.html#name") when htmx asks to swap the element whose id is `htmx_target`.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -31,6 +33,8 @@ from django.views.generic import FormView, TemplateView
 from django_tables2 import RequestConfig
 
 from accounts.permissions import require
+from accounts.query import SearchForm, positive_int
+from accounts.throttle import MailRateLimited
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_PAGE_SIZE = 100
@@ -111,15 +115,33 @@ class ObjectListView(HtmxPartialMixin, ActionRequiredMixin, TemplateView):
     """A django-tables2 table of `model` rows visible to the user, searchable with `?q=`.
 
     The page template defines `{% partialdef table %}` wrapping `<div id="{htmx_target}">`;
-    search, sorting and pagination swap only that element.
+    search, sorting and pagination swap only that element. A search the form refuses (a null
+    byte, too long) answers 400 with the page, its error and no rows.
     """
 
     model: type[models.Model]
     table_class: type
     search_fields: tuple[str, ...] = ()
+    search_form_class: type[forms.Form] = SearchForm
     paginate_by = 25
     partial_name = "table"
     htmx_target = "object-table"
+    _search_form: forms.Form | None = None
+
+    def get_search_form(self) -> forms.Form:
+        if self._search_form is None:
+            self._search_form = self.search_form_class(self.request.GET or None)
+        return self._search_form
+
+    def search_refused(self) -> bool:
+        form = self.get_search_form()
+        return form.is_bound and not form.is_valid()
+
+    def search_query(self) -> str:
+        form = self.get_search_form()
+        if not form.is_bound or not form.is_valid():
+            return ""
+        return (form.cleaned_data.get("q") or "").strip()
 
     def get_queryset(self) -> models.QuerySet:
         return self.model._default_manager.visible_to(self.request.user)
@@ -132,15 +154,17 @@ class ObjectListView(HtmxPartialMixin, ActionRequiredMixin, TemplateView):
 
     def get_table(self) -> Any:
         queryset = self.get_queryset()
-        query = self.request.GET.get("q", "").strip()
-        if query and self.search_fields:
+        query = self.search_query()
+        if self.search_refused():
+            queryset = queryset.none()
+        elif query and self.search_fields:
             queryset = self.search(queryset, query)
         table = self.table_class(queryset)
         RequestConfig(self.request, paginate=False).configure(table)  # sorting
-        per_page = _positive_int(
+        per_page = positive_int(
             self.request.GET.get(table.prefixed_per_page_field), self.paginate_by, MAX_PAGE_SIZE
         )
-        page = _positive_int(self.request.GET.get(table.prefixed_page_field), 1)
+        page = positive_int(self.request.GET.get(table.prefixed_page_field), 1)
         try:
             table.paginate(page=page, per_page=per_page)
         except EmptyPage:  # past the end, e.g. after a search: show the last page
@@ -149,9 +173,15 @@ class ObjectListView(HtmxPartialMixin, ActionRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("table", self.get_table())
-        kwargs.setdefault("query", self.request.GET.get("q", "").strip())
+        kwargs.setdefault("query", self.search_query())
+        kwargs.setdefault("search_form", self.get_search_form())
         kwargs.setdefault("htmx_target", self.htmx_target)
         return super().get_context_data(**kwargs)
+
+    def render_to_response(self, context: dict, **kwargs: Any) -> HttpResponse:
+        if self.search_refused():
+            kwargs["status"] = 400
+        return super().render_to_response(context, **kwargs)
 
 
 class ServiceFormView(ActionRequiredMixin, FormView):
@@ -176,6 +206,9 @@ class ServiceFormView(ActionRequiredMixin, FormView):
         except ValidationError as error:
             form.add_error(None, error)
             return self.form_invalid(form)
+        except MailRateLimited as limited:
+            form.add_error(None, limited.message)
+            return too_many_emails(self.form_invalid(form), limited)
         message = self.get_success_message()
         if message:
             messages.success(self.request, message)
@@ -209,18 +242,18 @@ class ObjectConfirmView(HtmxPartialMixin, ObjectMixin, TemplateView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         message = self.get_success_message()  # before perform: the object may be gone after
         url = self.get_success_url()
-        self.perform(self.object)
+        try:
+            self.perform(self.object)
+        except MailRateLimited as limited:
+            context = self.get_context_data(error=limited.message)
+            return too_many_emails(self.render_to_response(context), limited)
         if message:
             messages.success(request, message)
         return HttpResponseRedirect(url)
 
 
-def _positive_int(value: str | None, default: int, maximum: int | None = None) -> int:
-    """A positive number from the query string (capped at `maximum`), else `default`."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return default
-    if number < 1:
-        return default
-    return min(number, maximum) if maximum else number
+def too_many_emails(response: HttpResponse, limited: MailRateLimited) -> HttpResponse:
+    """`response` (the page with the reason) as a 429 that says when to try again."""
+    response.status_code = 429
+    response["Retry-After"] = str(limited.wait_seconds)
+    return response

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import FormView, UpdateView
 
-from accounts import codes
+from accounts import codes, reauth
 from accounts.models import CodePurpose, User
 from accounts.profile_forms import (
     DeregisterForm,
@@ -55,6 +55,24 @@ class ConfigurationPageMixin(LoginRequiredMixin):
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(config_section=self.config_section, **kwargs)
+
+
+class CurrentPasswordFormMixin:
+    """For forms that ask for the current password (accounts/reauth.py)."""
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_invalid(self, form):
+        if reauth.is_locked_out(self.request):
+            return locked_out_response()
+        return super().form_invalid(form)
+
+
+def locked_out_response() -> HttpResponse:
+    """The user was just locked out and signed out: AxesMiddleware replaces this answer with
+    the lockout page, as for a sign-in."""
+    return redirect("accounts:login")
 
 
 class ProfileView(ConfigurationPageMixin, UpdateView):
@@ -94,7 +112,8 @@ def security(request: HttpRequest) -> HttpResponse:
 
 
 class ChangeEmailView(ConfigurationPageMixin, View):
-    """Guide §3.2: verify the current address, then enter and verify the new one.
+    """Guide §3.2: verify the current address (and the current password), then enter and
+    verify the new one.
 
     The progress lives in the session: step 2 opens only after the code sent to the current
     address was used, and for VERIFICATION_CODE_TTL_SECONDS.
@@ -105,7 +124,7 @@ class ChangeEmailView(ConfigurationPageMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         if email_change_verified(request):
             return self.render(NewEmailForm(user=request.user))
-        return self.render(VerifyCurrentEmailForm(user=request.user))
+        return self.render(VerifyCurrentEmailForm(user=request.user, request=request))
 
     def post(self, request: HttpRequest) -> HttpResponse:
         action = request.POST.get("action")
@@ -122,8 +141,10 @@ class ChangeEmailView(ConfigurationPageMixin, View):
         return self.verify_current(request)
 
     def verify_current(self, request: HttpRequest) -> HttpResponse:
-        form = VerifyCurrentEmailForm(request.POST, user=request.user)
+        form = VerifyCurrentEmailForm(request.POST, user=request.user, request=request)
         if not form.is_valid():
+            if reauth.is_locked_out(request):
+                return locked_out_response()
             return self.render(form)
         try:
             codes.consume(request.user.email, CodePurpose.EMAIL_OLD, form.cleaned_data["code"])
@@ -172,7 +193,9 @@ class ChangeEmailView(ConfigurationPageMixin, View):
         return render(self.request, self.template_name, context)
 
 
-class ChangePasswordView(ConfigurationPageMixin, auth_views.PasswordChangeView):
+class ChangePasswordView(
+    CurrentPasswordFormMixin, ConfigurationPageMixin, auth_views.PasswordChangeView
+):
     """Guide §3.3: old, new and repeated password; the user stays signed in."""
 
     template_name = "accounts/profile/change_password.html"
@@ -188,8 +211,8 @@ class ChangePasswordView(ConfigurationPageMixin, auth_views.PasswordChangeView):
         return response
 
 
-class DeregisterView(ConfigurationPageMixin, FormView):
-    """Guide §3.4: the Account Cancellation Notice and its confirmation."""
+class DeregisterView(CurrentPasswordFormMixin, ConfigurationPageMixin, FormView):
+    """Guide §3.4: the Account Cancellation Notice, its confirmation and the current password."""
 
     template_name = "accounts/profile/deregister.html"
     form_class = DeregisterForm

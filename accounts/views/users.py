@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts import services
+from accounts import services, throttle
 from accounts.models import Company, User
 from accounts.permissions import can
 from accounts.tables import UserTable
@@ -40,6 +40,7 @@ class CompanyUsersView(ObjectListView):
     model = User
     table_class = UserTable
     search_fields = ("username", "email", "description")
+    search_form_class = UserSearchForm
     template_name = "accounts/users/list.html"
     htmx_target = "user-table"
     paginate_by = 20
@@ -60,9 +61,7 @@ class CompanyUsersView(ObjectListView):
             }
         else:
             page = company_page_context(self.request, self.object)
-        return super().get_context_data(
-            search_form=UserSearchForm(self.request.GET or None), **page, **kwargs
-        )
+        return super().get_context_data(**page, **kwargs)
 
 
 class UserAddView(ObjectFormView):
@@ -78,12 +77,19 @@ class UserAddView(ObjectFormView):
         return {**super().get_form_kwargs(), "user": self.request.user, "company": self.object}
 
     def save(self, form: UserAddForm) -> User:
+        data = form.service_kwargs()
+        ticket = throttle.Ticket()
+        if data["password"] is None:  # the temporary password is emailed
+            ticket = throttle.take_mail(self.request, data["email"], scope=throttle.STAFF)
         try:
-            return services.create_user(acting_user=self.request.user, **form.service_kwargs())
+            return services.create_user(acting_user=self.request.user, **data)
         except services.PasswordEmailFailed as failed:
             self.email_failed = True
             messages.warning(self.request, _email_failed_message(failed.user))
             return failed.user
+        except Exception:  # nothing was emailed
+            ticket.refund()
+            raise
 
     def get_success_message(self) -> str:
         user = self.result
@@ -164,6 +170,7 @@ class UserResetPasswordView(ObjectConfirmView):
     template_name = "accounts/users/reset_password.html"
 
     def perform(self, obj: User) -> None:
+        throttle.take_mail(self.request, obj.email, scope=throttle.STAFF)
         try:
             services.reset_user_password(obj, acting_user=self.request.user)
         except services.PasswordEmailFailed as failed:
