@@ -94,6 +94,14 @@ def test_a_null_byte_in_the_user_search_is_a_400_with_the_reason(tenants, admin)
     assert "Null characters are not allowed." in response.content.decode()
 
 
+def test_a_null_byte_in_the_company_search_is_a_400_with_the_reason(tenants, admin):
+    response = admin.get(reverse("accounts:company_list"), {"q": "\x00"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Null characters are not allowed." in page
+    assert 'class="company-tree"' not in page  # no tree for a refused search
+
+
 def test_a_null_byte_in_the_inverter_search_is_a_400_with_the_reason(admin, inverter):
     response = admin.get(reverse("maintenance:parameters"), {"iq": "\x00"})
     assert response.status_code == 400

@@ -93,11 +93,27 @@ class CompanyListView(HtmxPartialMixin, ActionRequiredMixin, TemplateView):
     template_name = "accounts/companies/list.html"
     partial_name = "tree"
     htmx_target = "company-tree"
+    _search_form: CompanySearchForm | None = None
+
+    def search_form(self) -> CompanySearchForm:
+        if self._search_form is None:
+            self._search_form = CompanySearchForm(self.request.GET or None)
+        return self._search_form
+
+    def search_refused(self) -> bool:
+        form = self.search_form()
+        return form.is_bound and not form.is_valid()
+
+    def render_to_response(self, context: dict, **kwargs: Any) -> HttpResponse:
+        if self.search_refused():
+            kwargs["status"] = 400
+        return super().render_to_response(context, **kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        form = CompanySearchForm(self.request.GET or None)
+        form = self.search_form()
         query = form.cleaned_data["q"].strip() if form.is_valid() else ""
-        nodes = company_tree(self.request.user, query)
+        # A search the form refuses (a null byte, too long) shows its error and no companies.
+        nodes = [] if self.search_refused() else company_tree(self.request.user, query)
         return super().get_context_data(
             search_form=form,
             query=query,
