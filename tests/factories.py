@@ -1,5 +1,5 @@
-"""Factories for the tenant tree (companies and users with roles), sites, gateways and remote
-operations."""
+"""Factories for the tenant tree (companies and users with roles), sites, gateways, inverters
+and remote operations, and the profile form's data."""
 
 import datetime
 
@@ -59,6 +59,31 @@ class GatewayFactory(factory.django.DjangoModelFactory):
     serial_number = factory.Sequence(lambda n: f"GW{n:08d}")
     site = factory.SubFactory(SiteFactory)
     company = factory.SelfAttribute("site.company")
+
+
+class InverterFactory(factory.django.DjangoModelFactory):
+    """An ECH10K-TH-EU at bus address 1 of its gateway, on the gateway's site and company."""
+
+    class Meta:
+        model = "inverters.Inverter"
+
+    serial_number = factory.Sequence(lambda n: f"INV{n:08d}")
+    model = "ECH10K-TH-EU"
+    gateway = factory.SubFactory(GatewayFactory)
+    modbus_address = 1
+    company = factory.SelfAttribute("gateway.company")
+    site = factory.SelfAttribute("gateway.site")
+
+
+def profile_form_data(user: User, **overrides) -> dict:
+    """What the user configuration form posts for `user`, with some fields changed."""
+    return {
+        "username": user.username,
+        "currency": user.currency,
+        "language": user.language,
+        "time_zone": user.time_zone,
+        **overrides,
+    }
 
 
 class RemoteOperationFactory(factory.django.DjangoModelFactory):

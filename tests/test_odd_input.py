@@ -13,9 +13,8 @@ from hypothesis import strategies as st
 
 from gateways.models import RemoteOperation
 from gateways.remote import OperationRefused, write_registers
-from inverters.models import Inverter
 from inverters.registermap import RegisterMap, RegisterValueError
-from tests.factories import GatewayFactory, RemoteOperationFactory, SiteFactory
+from tests.factories import GatewayFactory, InverterFactory, RemoteOperationFactory, SiteFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -66,14 +65,7 @@ FUZZ = settings(
 def inverter(tenants):
     gateway = GatewayFactory(site=SiteFactory(company=tenants.helios, name="Helios Roof"))
     RemoteOperationFactory(gateway=gateway, user=tenants.helios_admin)
-    return Inverter.objects.create(
-        serial_number="INVODD0001",
-        model=TH,
-        gateway=gateway,
-        modbus_address=1,
-        company=gateway.company,
-        site=gateway.site,
-    )
+    return InverterFactory(serial_number="INVODD0001", gateway=gateway)
 
 
 @pytest.fixture

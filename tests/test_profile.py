@@ -17,7 +17,7 @@ from PIL import Image
 from accounts.models import Company, CompanyType, Role, User, VerificationCode
 from accounts.registration import linked_assets
 from sites.models import Site
-from tests.factories import DEMO_PASSWORD, CompanyFactory, UserFactory
+from tests.factories import DEMO_PASSWORD, CompanyFactory, UserFactory, profile_form_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,16 +36,6 @@ def image_file(name="me.png", image_format="PNG", size=(64, 64)) -> SimpleUpload
     buffer = io.BytesIO()
     Image.new("RGB", size, (11, 122, 92)).save(buffer, format=image_format)
     return SimpleUploadedFile(name, buffer.getvalue(), content_type=f"image/{image_format}")
-
-
-def profile_data(user, **overrides) -> dict:
-    return {
-        "username": user.username,
-        "currency": user.currency,
-        "language": user.language,
-        "time_zone": user.time_zone,
-        **overrides,
-    }
 
 
 def emailed_code(email) -> str:
@@ -87,7 +77,7 @@ def test_update_username_currency_and_time_zone(client_for, tenants):
     client = client_for(user)
     response = client.post(
         PROFILE_URL,
-        profile_data(user, username="Olivia R.", currency="CHF", time_zone="Europe/Zurich"),
+        profile_form_data(user, username="Olivia R.", currency="CHF", time_zone="Europe/Zurich"),
     )
 
     assert response.status_code == 302
@@ -99,7 +89,7 @@ def test_update_username_currency_and_time_zone(client_for, tenants):
 def test_language_applies_at_once(client_for, tenants, settings):
     user = tenants.owner
     client = client_for(user)
-    response = client.post(PROFILE_URL, profile_data(user, language="de"))
+    response = client.post(PROFILE_URL, profile_form_data(user, language="de"))
 
     assert response.cookies[settings.LANGUAGE_COOKIE_NAME].value == "de"
     assert '<html lang="de">' in client.get(PROFILE_URL).text
@@ -119,7 +109,7 @@ def test_language_applies_at_once(client_for, tenants, settings):
 def test_bad_profile_values(client_for, tenants, field, value):
     user = tenants.owner
     client = client_for(user)
-    response = client.post(PROFILE_URL, profile_data(user, **{field: value}))
+    response = client.post(PROFILE_URL, profile_form_data(user, **{field: value}))
     assert response.status_code == 200
     assert field in response.context["form"].errors
     user.refresh_from_db()
@@ -131,7 +121,7 @@ def test_bad_profile_values(client_for, tenants, field, value):
 def test_avatar_upload(client_for, tenants, settings):
     user = tenants.owner
     client = client_for(user)
-    response = client.post(PROFILE_URL, {**profile_data(user), "avatar": image_file()})
+    response = client.post(PROFILE_URL, {**profile_form_data(user), "avatar": image_file()})
 
     assert response.status_code == 302
     user.refresh_from_db()
@@ -143,17 +133,17 @@ def test_avatar_upload(client_for, tenants, settings):
 def test_replacing_and_removing_the_avatar_deletes_the_old_file(client_for, tenants, settings):
     user = tenants.owner
     client = client_for(user)
-    client.post(PROFILE_URL, {**profile_data(user), "avatar": image_file()})
+    client.post(PROFILE_URL, {**profile_form_data(user), "avatar": image_file()})
     user.refresh_from_db()
     first = Path(settings.MEDIA_ROOT) / user.avatar.name
 
-    client.post(PROFILE_URL, {**profile_data(user), "avatar": image_file("b.jpg", "JPEG")})
+    client.post(PROFILE_URL, {**profile_form_data(user), "avatar": image_file("b.jpg", "JPEG")})
     user.refresh_from_db()
     second = Path(settings.MEDIA_ROOT) / user.avatar.name
     assert second.suffix == ".jpg" and second.exists()
     assert not first.exists()
 
-    client.post(PROFILE_URL, {**profile_data(user), "remove_avatar": "on"})
+    client.post(PROFILE_URL, {**profile_form_data(user), "remove_avatar": "on"})
     user.refresh_from_db()
     assert not user.avatar
     assert not second.exists()
@@ -164,7 +154,7 @@ def test_oversized_avatar(client_for, tenants, settings):
     user = tenants.owner
     big = image_file(size=(400, 400), image_format="BMP", name="big.bmp")
     assert big.size > 2000
-    response = client_for(user).post(PROFILE_URL, {**profile_data(user), "avatar": big})
+    response = client_for(user).post(PROFILE_URL, {**profile_form_data(user), "avatar": big})
 
     assert response.status_code == 200
     error = response.context["form"].errors["avatar"][0]
@@ -177,7 +167,7 @@ def test_oversized_avatar(client_for, tenants, settings):
 def test_non_image_avatar(client_for, tenants):
     user = tenants.owner
     fake = SimpleUploadedFile("me.png", b"#!/bin/sh\necho not an image\n", content_type="image/png")
-    response = client_for(user).post(PROFILE_URL, {**profile_data(user), "avatar": fake})
+    response = client_for(user).post(PROFILE_URL, {**profile_form_data(user), "avatar": fake})
     assert response.status_code == 200
     assert "valid image" in response.context["form"].errors["avatar"][0]
 
@@ -185,7 +175,7 @@ def test_non_image_avatar(client_for, tenants):
 def test_avatar_in_an_unusual_format(client_for, tenants):
     user = tenants.owner
     tiff = image_file("me.tiff", "TIFF")
-    response = client_for(user).post(PROFILE_URL, {**profile_data(user), "avatar": tiff})
+    response = client_for(user).post(PROFILE_URL, {**profile_form_data(user), "avatar": tiff})
     assert response.status_code == 200
     assert response.context["form"].errors["avatar"]
 
@@ -193,7 +183,7 @@ def test_avatar_in_an_unusual_format(client_for, tenants):
 def test_avatar_too_many_pixels(client_for, tenants):
     user = tenants.owner
     huge = image_file("wide.png", size=(5000, 2))
-    response = client_for(user).post(PROFILE_URL, {**profile_data(user), "avatar": huge})
+    response = client_for(user).post(PROFILE_URL, {**profile_form_data(user), "avatar": huge})
     assert "at most 4096" in response.context["form"].errors["avatar"][0]
 
 
@@ -494,7 +484,7 @@ def test_nothing_linked_to_a_plain_user(tenants):
 def test_deregistration_removes_the_users_codes_and_avatar(client_for, tenants, settings):
     user = tenants.owner
     client = client_for(user)
-    client.post(PROFILE_URL, {**profile_data(user), "avatar": image_file()})
+    client.post(PROFILE_URL, {**profile_form_data(user), "avatar": image_file()})
     client.post(SEND_URL, {"purpose": "email_old"})
     user.refresh_from_db()
     avatar = Path(settings.MEDIA_ROOT) / user.avatar.name

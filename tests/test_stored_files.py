@@ -23,7 +23,7 @@ from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
 from accounts.models import Company, User
 from sites.models import Site
-from tests.factories import SiteFactory
+from tests.factories import SiteFactory, profile_form_data
 from tests.permission_matrix import Expect, assert_matrix
 
 pytestmark = pytest.mark.django_db
@@ -77,16 +77,6 @@ def upload(name, data, content_type="image/png") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, data, content_type=content_type)
 
 
-def profile_data(user, **overrides) -> dict:
-    return {
-        "username": user.username,
-        "currency": user.currency,
-        "language": user.language,
-        "time_zone": user.time_zone,
-        **overrides,
-    }
-
-
 def company_data(company, **overrides) -> dict:
     return {
         "name": company.name,
@@ -121,7 +111,7 @@ def test_a_foreign_admin_cannot_fetch_an_avatar(tenants, client_for):
     user = tenants.owner  # a SunFix user
     own = client_for(user)
     response = own.post(
-        PROFILE_URL, {**profile_data(user), "avatar": upload("me.png", image_bytes())}
+        PROFILE_URL, {**profile_form_data(user), "avatar": upload("me.png", image_bytes())}
     )
     assert response.status_code == 302
     user.refresh_from_db()
@@ -176,7 +166,7 @@ def test_a_photo_loses_its_gps_position_and_all_other_metadata(tenants, client_f
     photo = photo_with_gps()
     assert Image.open(io.BytesIO(photo)).getexif().get_ifd(GPS)  # the upload has a position
     client.post(
-        PROFILE_URL, {**profile_data(user), "avatar": upload("me.jpg", photo, "image/jpeg")}
+        PROFILE_URL, {**profile_form_data(user), "avatar": upload("me.jpg", photo, "image/jpeg")}
     )
 
     user.refresh_from_db()
@@ -213,7 +203,7 @@ def test_a_30_mb_upload_is_refused_from_its_content_length_alone(tenants, client
     user = tenants.owner
     body = encode_multipart(
         BOUNDARY,
-        {**profile_data(user), "avatar": upload("huge.png", b"\0" * (30 * MB))},
+        {**profile_form_data(user), "avatar": upload("huge.png", b"\0" * (30 * MB))},
     )
     payload = FakePayload(body)
     response = client_for(user).generic(
@@ -254,7 +244,7 @@ def test_a_file_over_the_limit_is_not_stored_and_the_form_says_why(tenants, clie
     user = tenants.owner
     big = upload("big.png", b"\0" * (3 * MB))
     response = client_for(user).post(
-        PROFILE_URL, {**profile_data(user, username="Olivia R."), "avatar": big}
+        PROFILE_URL, {**profile_form_data(user, username="Olivia R."), "avatar": big}
     )
 
     assert response.status_code == 200
@@ -270,7 +260,7 @@ def test_a_decompression_bomb_is_refused_before_its_pixels_are_decoded(tenants, 
     user = tenants.owner
     response = client_for(user).post(
         PROFILE_URL,
-        {**profile_data(user), "avatar": upload("bomb.png", png_header(50_000, 50_000))},
+        {**profile_form_data(user), "avatar": upload("bomb.png", png_header(50_000, 50_000))},
     )
     assert "at most 4096" in response.context["form"].errors["avatar"][0]
 
@@ -315,7 +305,9 @@ def test_every_accepted_format_is_stored_as_png_or_jpeg(
     # Translucent where there is an alpha channel, so no encoder may drop it as unused.
     color = "#0b7a5c80" if mode == "RGBA" else "#0b7a5c"
     data = image_bytes(image_format, mode=mode, color=color)
-    response = client.post(PROFILE_URL, {**profile_data(user), "avatar": upload("a.img", data)})
+    response = client.post(
+        PROFILE_URL, {**profile_form_data(user), "avatar": upload("a.img", data)}
+    )
     assert response.status_code == 302
 
     user.refresh_from_db()
@@ -327,7 +319,7 @@ def test_large_pictures_are_stored_smaller(tenants, client_for):
     client = client_for(user)
     client.post(
         PROFILE_URL,
-        {**profile_data(user), "avatar": upload("big.png", image_bytes(size=(3000, 1500)))},
+        {**profile_form_data(user), "avatar": upload("big.png", image_bytes(size=(3000, 1500)))},
     )
     user.refresh_from_db()
     assert served_image(client.get(user.avatar_url)).size == (1024, 512)
