@@ -232,3 +232,22 @@ def test_accelerated_clock_catches_up_with_the_wall_clock():
     frozen = SimClock(MIDSUMMER, speed=0)
     time.sleep(0.01)
     assert frozen.now() == MIDSUMMER
+
+
+def test_a_backfill_slot_is_integrated_in_coarse_steps_with_about_the_same_energy(monkeypatch):
+    """30 days of demo history must fit in the backfill's two minutes: a 30-min gap costs two
+    steps instead of thirty, and a day of PV comes out within a few percent of fine steps."""
+    fine = physics(weather_variability=0, load_variability=0)
+    for _ in run(fine, 86400, step=60):
+        pass
+    coarse = physics(weather_variability=0, load_variability=0)
+    steps = []
+    original = type(coarse)._step
+    monkeypatch.setattr(
+        type(coarse), "_step", lambda self, t, dt: steps.append(dt) or original(self, t, dt)
+    )
+    for _ in run(coarse, 86400, step=1800):
+        pass
+    assert len(steps) == 2 * 48 and max(steps) == 900
+    pv_fine, pv_coarse = fine.values()["pv_energy_total"], coarse.values()["pv_energy_total"]
+    assert pv_fine > 0 and abs(pv_coarse - pv_fine) / pv_fine < 0.05
