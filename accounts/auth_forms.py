@@ -14,8 +14,16 @@ from django.utils.translation import gettext_lazy as _
 from django_countries import countries
 
 from accounts import codes
-from accounts.models import NORTH_AMERICA, CodePurpose, CompanyType, User, normalize_email
+from accounts.models import (
+    NORTH_AMERICA,
+    AuditAction,
+    CodePurpose,
+    CompanyType,
+    User,
+    normalize_email,
+)
 from accounts.passwords import PortalPasswordPolicy
+from accounts.profile_services import change_password
 from accounts.registration import (
     EUROPE,
     SELF_REGISTERING_TYPES,
@@ -24,7 +32,7 @@ from accounts.registration import (
     superior_for_access_code,
 )
 from accounts.validators import validate_display_name
-from matricloud.forms import StyledFormMixin
+from ui.forms import StyledFormMixin
 
 EMAIL_MAX_LENGTH = User._meta.get_field("email").max_length
 ACCOUNT_TYPE_CHOICES = [(value, CompanyType(value).label) for value in SELF_REGISTERING_TYPES]
@@ -274,9 +282,13 @@ class ForgotPasswordForm(CodeCheckMixin, PasswordPairMixin, StyledFormMixin, for
             codes.consume(data["email"], CodePurpose.RESET_PASSWORD, data["code"])
             if self.user is None:  # a decoy code was guessed: there is nothing to reset
                 return None
-            self.user.set_password(data["new_password1"])
-            self.user.password_is_temporary = False
-            self.user.save(update_fields=["password", "password_is_temporary"])
+            # Proven by the emailed code: the user acts on their own account.
+            change_password(
+                self.user,
+                acting_user=self.user,
+                new_password=data["new_password1"],
+                action=AuditAction.PASSWORD_RECOVERED,
+            )
         return self.user
 
 
@@ -287,8 +299,8 @@ class NewPasswordForm(StyledFormMixin, SetPasswordForm):
     new_password2 = password_field(_("Confirm password"))
 
     def save(self, commit: bool = True) -> User:
-        user = super().save(commit=False)
-        user.password_is_temporary = False
-        if commit:
-            user.save(update_fields=["password", "password_is_temporary"])
-        return user
+        if not commit:
+            raise ValueError("the password is saved by profile_services.change_password")
+        return change_password(
+            self.user, acting_user=self.user, new_password=self.cleaned_data["new_password1"]
+        )

@@ -14,7 +14,7 @@ from accounts.models import Company, CompanyType, User
 from accounts.services import ALLOWED_SUPERIOR_TYPES, check_superior
 from accounts.stored_files import StoredImageField
 from accounts.validators import validate_display_name
-from matricloud.forms import StyledFormMixin
+from ui.forms import StyledFormMixin
 
 ADDABLE_TYPES = [
     (CompanyType.DISTRIBUTOR.value, CompanyType.DISTRIBUTOR.label),

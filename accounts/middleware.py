@@ -1,5 +1,6 @@
 """Apply the signed-in user's language and time zone; hold users with a temporary password
-on the set-password page until they choose their own; end idle and old sessions."""
+on the set-password page until they choose their own; end idle and old sessions; give account
+changes made during a request its client address (accounts/audit.py)."""
 
 import time
 import zoneinfo
@@ -14,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django_htmx.http import HttpResponseClientRedirect
 
+from accounts import audit
 from accounts.permissions import has_staff_role
 
 ALLOWED_WHILE_TEMPORARY = ("accounts:set_password", "accounts:logout")
@@ -37,7 +39,8 @@ class UserPreferencesMiddleware:
                 allowed = {reverse(name) for name in ALLOWED_WHILE_TEMPORARY}
                 if request.path not in allowed and not request.path.startswith("/static/"):
                     return redirect("accounts:set_password")
-        return self.get_response(request)
+        with audit.request_context(request):
+            return self.get_response(request)
 
 
 SIGNED_IN_AT = "signed_in_at"

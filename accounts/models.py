@@ -263,3 +263,92 @@ class VerificationCode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_purpose_display()} code for {self.email}"
+
+
+class AuditAction(models.TextChoices):
+    COMPANY_CREATED = "company.created", _("Company added")
+    COMPANY_EDITED = "company.edited", _("Company edited")
+    COMPANY_DELETED = "company.deleted", _("Company deleted")
+    ACCOUNT_REGISTERED = "account.registered", _("Account registered")
+    USER_CREATED = "user.created", _("User added")
+    USER_EDITED = "user.edited", _("User edited")
+    USER_ROLE_CHANGED = "user.role_changed", _("Role changed")
+    USER_PASSWORD_RESET = "user.password_reset", _("Temporary password sent")
+    USER_DEREGISTERED = "user.deregistered", _("Account cancelled")
+    PROFILE_EDITED = "profile.edited", _("Profile edited")
+    PASSWORD_CHANGED = "password.changed", _("Password changed")
+    PASSWORD_RECOVERED = "password.recovered", _("Forgotten password reset")
+    EMAIL_CHANGED = "email.changed", _("Email changed")
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def visible_to(self, user: User) -> AuditEventQuerySet:
+        """The activity log is for administrators: the events of actors in their company and
+        the companies below it. O&M engineers and owners see none; superusers see all.
+
+        Scoped by the actor's company path as it was, so events stay visible to the companies
+        above after the actor's company is deleted.
+        """
+        from accounts.permissions import can
+
+        if not can(user, "audit.view"):
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.company_id is None:
+            return self.none()
+        return self.filter(company_path__startswith=user.company.path)
+
+
+class AuditEvent(models.Model):
+    """One change to an account, company or user: who, when, what, and the changed fields.
+
+    The object is named by type, id and label rather than a foreign key, and the actor's email
+    is kept, so the record outlives both. `before` and `after` never hold passwords, hashes or
+    codes (accounts/audit.py).
+    """
+
+    occurred_at = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_label = models.CharField(_("user email"), max_length=254, blank=True)
+    company = models.ForeignKey(
+        Company,
+        verbose_name=_("company"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    company_path = models.CharField(max_length=255, blank=True, editable=False)
+    action = models.CharField(_("action"), max_length=32, choices=AuditAction.choices)
+    object_type = models.CharField(_("object type"), max_length=100)
+    object_id = models.CharField(_("object id"), max_length=64)
+    object_label = models.CharField(_("object"), max_length=200, blank=True)
+    before = models.JSONField(_("before"), default=dict, blank=True)
+    after = models.JSONField(_("after"), default=dict, blank=True)
+    client_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("account event")
+        verbose_name_plural = _("account events")
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["company_path"],
+                name="audit_company_path_prefix",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.object_label}"

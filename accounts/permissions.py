@@ -1,9 +1,11 @@
 """Role rules, in one place: `can(user, action, obj)`.
 
 Administrators manage companies, users and roles; O&M engineers do everything except delete
-companies and change roles; owners (common users) only view. Nobody edits, resets the password
-of, or changes the role of a user above their own role. An object outside the user's
-scope is never allowed (views answer 404 for it before asking here).
+companies and change roles; owners (common users) only view. Everybody manages their own
+account (profile, email, password, deregistration) and nobody else's; only administrators read
+the activity log of account changes. Nobody edits, resets the password of, or changes the
+role of a user above their own role. An object outside the user's scope is never allowed
+(views answer 404 for it before asking here).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ ALL_ROLES = frozenset({ADMIN, OM, OWNER})
 # administrator's password or change their details could take the administrator's place.
 ROLE_RANK = {OWNER: 0, OM: 1, ADMIN: 2}
 RANKED_USER_ACTIONS = frozenset({"user.change", "user.change_role", "user.reset_password"})
+# User configuration (guide §3): every role manages its own account, and only its own.
+OWN_ACCOUNT_ACTIONS = frozenset(
+    {"profile.change", "account.change_email", "account.change_password", "account.deregister"}
+)
 
 RULES: dict[str, frozenset[str]] = {
     # Account -> Company
@@ -41,6 +47,13 @@ RULES: dict[str, frozenset[str]] = {
     "user.change": STAFF_ROLES,
     "user.change_role": frozenset({ADMIN}),
     "user.reset_password": STAFF_ROLES,
+    # User configuration: one's own profile, email, password and deregistration
+    "profile.change": ALL_ROLES,
+    "account.change_email": ALL_ROLES,
+    "account.change_password": ALL_ROLES,
+    "account.deregister": ALL_ROLES,
+    # The activity log of account changes (accounts.AuditEvent)
+    "audit.view": frozenset({ADMIN}),
     # Sites and devices (pages come with later features)
     "site.view": ALL_ROLES,
     "site.manage": STAFF_ROLES,
@@ -60,6 +73,9 @@ def can(user: User, action: str, obj: models.Model | None = None) -> bool:
         return False
     if not user.is_superuser and user.role not in RULES[action]:
         return False
+    if action in OWN_ACCOUNT_ACTIONS:
+        # One's own row is always in scope, even for a user without a company.
+        return obj is not None and obj.pk == user.pk
     if obj is not None and not is_visible(user, obj):
         return False
     return _object_rule(user, action, obj)

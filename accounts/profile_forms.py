@@ -25,10 +25,9 @@ from accounts.auth_forms import (
 from accounts.models import CodePurpose, User, normalize_email
 from accounts.registration import email_is_registered
 from accounts.stored_files import StoredImageField
+from accounts.time_zones import TIME_ZONE_AREAS
 from accounts.validators import validate_display_name
-from matricloud.forms import StyledFormMixin
-
-TIME_ZONE_AREAS = ("Europe", "America", "Atlantic", "Africa", "Asia", "Australia", "Pacific")
+from ui.forms import StyledFormMixin
 
 
 @cache
@@ -86,13 +85,18 @@ class ProfileForm(StyledFormMixin, forms.ModelForm):
         self.fields["username"].widget.attrs["placeholder"] = _("Enter user name")
         self.fields["username"].validators.append(validate_display_name)
 
-    def save(self, commit: bool = True) -> User:
-        user = super().save(commit=False)
-        if self.cleaned_data.get("remove_avatar") and not self.files.get("avatar"):
-            user.avatar = ""
-        if commit:
-            user.save()
-        return user
+    def changes(self) -> dict:
+        """The keyword arguments for profile_services.update_profile: a new picture wins over
+        "remove"."""
+        data = {
+            name: self.cleaned_data[name]
+            for name in ("username", "currency", "language", "time_zone")
+        }
+        if self.files.get("avatar"):
+            data["avatar"] = self.cleaned_data["avatar"]
+        elif self.cleaned_data.get("remove_avatar"):
+            data["avatar"] = None
+        return data
 
 
 WRONG_CURRENT_PASSWORD = _("Your current password is incorrect.")

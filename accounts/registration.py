@@ -1,5 +1,10 @@
 """Self-registration of a company and its first user (guide §2.2), and deregistration of a
-user (guide §3.4)."""
+user (guide §3.4).
+
+Both record an audit event (accounts/audit.py). A registration has no acting user yet: the new
+user is the actor. Deregistration follows accounts/services.py: `acting_user`, checked by
+`permissions.require`.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from django.db.models import ProtectedError
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from accounts import audit
 from accounts.models import (
     NORTH_AMERICA,
+    AuditAction,
     Company,
     CompanyType,
     Role,
@@ -23,6 +30,8 @@ from accounts.models import (
     VerificationCode,
     normalize_email,
 )
+from accounts.permissions import require
+from accounts.time_zones import default_time_zone
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +54,9 @@ ALLOWED_SUPERIORS: dict[str, frozenset[str]] = {
         {CompanyType.PLATFORM, CompanyType.DISTRIBUTOR, CompanyType.INSTALLER}
     ),
 }
+
+# What the audit trail keeps of a registered user.
+AUDIT_FIELDS = ("email", "username", "company", "role", "country", "language", "time_zone")
 
 FIRST_USER_ROLE: dict[str, str] = {
     CompanyType.DISTRIBUTOR: Role.ADMIN,
@@ -129,6 +141,7 @@ def register_account(
         role=FIRST_USER_ROLE[account_type],
         country=country,
         language=language or settings.LANGUAGE_CODE,
+        time_zone=default_time_zone(country),
     )
     try:
         validate_password(password, user)
@@ -140,6 +153,9 @@ def register_account(
             user.save()
     except IntegrityError:  # registered concurrently
         raise ValidationError({"email": _("An account with this email already exists.")}) from None
+    audit.record(
+        user, AuditAction.ACCOUNT_REGISTERED, user, after=audit.initial(user, AUDIT_FIELDS)
+    )
     logger.info("registered %s company %s below %s", account_type, company.pk, superior.pk)
     return user
 
@@ -188,22 +204,36 @@ def linked_assets(user: User) -> list[str]:
 
 
 @transaction.atomic
-def deregister(user: User) -> None:
+def deregister(user: User, *, acting_user: User) -> None:
     """Delete `user`, and their company when it is left without users and sub-companies.
 
-    Raises DeregistrationRefused with the reasons of linked_assets().
+    Records `user.deregistered`, and `company.deleted` when the company goes too. Raises
+    DeregistrationRefused with the reasons of linked_assets().
     """
+    require(acting_user, "account.deregister", user)
     reasons = linked_assets(user)
     if reasons:
         raise DeregistrationRefused(reasons)
     company = user.company
     avatar = user.avatar.name if user.avatar else ""
     VerificationCode.objects.filter(email=user.email).delete()
+    audit.record(
+        acting_user,
+        AuditAction.USER_DEREGISTERED,
+        user,
+        before=audit.initial(user, ("email", "username", "company", "role")),
+    )
     user.delete()
     if company is not None and company.superior_id is not None:
         if not company.users.exists() and not company.subordinates.exists():
             try:
                 with transaction.atomic():
+                    audit.record(
+                        acting_user,
+                        AuditAction.COMPANY_DELETED,
+                        company,
+                        before=audit.initial(company, ("type", "superior", "name", "country")),
+                    )
                     company.delete()
             except ProtectedError:  # still referenced by devices or the like: keep it
                 logger.info("kept company %s after its last user deregistered", company.pk)

@@ -2,7 +2,9 @@
 
 Every function is atomic, takes the acting user as the keyword-only `acting_user`, checks it
 with `permissions.require` (PermissionDenied) and reports bad input as ValidationError, so views,
-the API and tasks share one set of rules. Emails go out once the transaction has committed.
+the API and tasks share one set of rules. Each change records one audit event in the same
+transaction (accounts/audit.py); a refused change records none. Emails go out once the
+transaction has committed.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext, ngettext
 
-from accounts.models import Company, CompanyType, User, normalize_email
+from accounts import audit
+from accounts.models import AuditAction, Company, CompanyType, User, normalize_email
 from accounts.permissions import assignable_roles, require
 from accounts.scoping import is_visible
+from accounts.time_zones import default_time_zone, is_offered
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,19 @@ ALLOWED_SUPERIOR_TYPES: dict[str, frozenset[str]] = {
 }
 COMPANY_EDITABLE_FIELDS = frozenset({"name", "country", "address", "description", "logo"})
 USER_EDITABLE_FIELDS = frozenset({"username", "country", "supervisor", "description"})
+# What the audit trail keeps of a company or user when it is created or deleted.
+COMPANY_AUDIT_FIELDS = ("type", "superior", "name", "country", "address", "description")
+USER_AUDIT_FIELDS = (
+    "email",
+    "username",
+    "company",
+    "role",
+    "country",
+    "supervisor",
+    "description",
+    "time_zone",
+    "password_is_temporary",
+)
 
 # Temporary passwords: long enough to resist guessing, within the policy's 18 characters, and
 # without look-alike characters (I/l/1, O/0) because people type them from an email.
@@ -117,6 +134,12 @@ def create_company(
         # NetBox's rule: what you create must stay inside what you may see, or nothing is made.
         if not is_visible(acting_user, company):
             raise PermissionDenied
+        audit.record(
+            acting_user,
+            AuditAction.COMPANY_CREATED,
+            company,
+            after=audit.initial(company, COMPANY_AUDIT_FIELDS),
+        )
     return company
 
 
@@ -131,6 +154,7 @@ def update_company(company: Company, *, acting_user: User, **fields: Any) -> Com
     if unknown:
         raise ValueError(f"not editable here: {', '.join(sorted(unknown))}")
     old_logo = company.logo.name if company.logo else ""
+    before = audit.snapshot(company, fields)
     with transaction.atomic():
         for name, value in fields.items():
             setattr(company, name, "" if name == "logo" and value is None else value)
@@ -142,6 +166,7 @@ def update_company(company: Company, *, acting_user: User, **fields: Any) -> Com
         company.save()
         if "logo" in fields and old_logo and old_logo != company.logo.name:
             transaction.on_commit(partial(_delete_file, company.logo.storage, old_logo))
+        audit.record_change(acting_user, AuditAction.COMPANY_EDITED, company, before)
     return company
 
 
@@ -189,6 +214,12 @@ def delete_company(company: Company, *, acting_user: User) -> None:
             raise CompanyDeletionRefused(reasons)
         logo = company.logo.name if company.logo else ""
         storage = company.logo.storage
+        audit.record(
+            acting_user,
+            AuditAction.COMPANY_DELETED,
+            company,
+            before=audit.initial(company, COMPANY_AUDIT_FIELDS),
+        )
         company.delete()
         if logo:
             transaction.on_commit(partial(_delete_file, storage, logo))
@@ -219,16 +250,28 @@ def create_user(
     supervisor: User | None = None,
     description: str = "",
     password: str | None = None,
+    time_zone: str = "",
 ) -> User:
     """Add a user to `company` (guide §5.2.1).
 
     `password=None` means "assign automatically": a temporary password is generated, emailed
     to the new user, and must be changed at first sign-in. A custom password is checked against
     the password validators and is the user's own from the start.
+    Without a `time_zone`, the user starts in the one of their country, else of the company's
+    (accounts/time_zones.py), so times do not show in UTC until they set their profile.
     Raises PasswordEmailFailed (after committing) when the email could not be sent.
     """
     require(acting_user, "user.add", company)
     _check_role(acting_user, role)
+    if time_zone and not is_offered(time_zone):
+        raise ValidationError(
+            {
+                "time_zone": gettext(
+                    "Select a valid choice. %(value)s is not one of the available choices."
+                )
+                % {"value": time_zone}
+            }
+        )
     email = normalize_email(email)
     user = User(
         company=company,
@@ -238,6 +281,7 @@ def create_user(
         country=country,
         supervisor=supervisor,
         description=description,
+        time_zone=time_zone or default_time_zone(str(country or company.country)),
     )
     _check_supervisor(user, supervisor, acting_user=acting_user)
     automatic = password is None
@@ -263,6 +307,12 @@ def create_user(
                 ) from exc
             if not is_visible(acting_user, user):
                 raise PermissionDenied
+            audit.record(
+                acting_user,
+                AuditAction.USER_CREATED,
+                user,
+                after=audit.initial(user, USER_AUDIT_FIELDS),
+            )
             if automatic:
                 message = _password_message(user, password, reset=False)
                 transaction.on_commit(partial(_send, message, user.email))
@@ -281,6 +331,7 @@ def update_user(user: User, *, acting_user: User, **fields: Any) -> User:
         raise ValueError(f"not editable here: {', '.join(sorted(unknown))}")
     if "supervisor" in fields:
         _check_supervisor(user, fields["supervisor"], acting_user=acting_user)
+    before = audit.snapshot(user, fields)
     with transaction.atomic():
         for name, value in fields.items():
             setattr(user, name, value.strip() if name == "username" else value)
@@ -290,6 +341,7 @@ def update_user(user: User, *, acting_user: User, **fields: Any) -> User:
             user.refresh_from_db()  # leave the caller's instance as it was stored
             raise
         user.save(update_fields=[*fields])
+        audit.record_change(acting_user, AuditAction.USER_EDITED, user, before)
     return user
 
 
@@ -297,9 +349,11 @@ def change_role(user: User, *, acting_user: User, role: str) -> User:
     """Give `user` another role (guide §5.2.2 "Select role"; administrators only)."""
     require(acting_user, "user.change_role", user)
     _check_role(acting_user, role)
+    before = audit.snapshot(user, ["role"])
     with transaction.atomic():
         user.role = role
         user.save(update_fields=["role"])
+        audit.record_change(acting_user, AuditAction.USER_ROLE_CHANGED, user, before)
     return user
 
 
@@ -310,11 +364,15 @@ def reset_user_password(user: User, *, acting_user: User) -> User:
     """
     require(acting_user, "user.reset_password", user)
     password = _temporary_password_for(user)
+    before = audit.snapshot(user, ["password_is_temporary"])
     try:
         with transaction.atomic():
             user.set_password(password)
             user.password_is_temporary = True
             user.save(update_fields=["password", "password_is_temporary"])
+            audit.record_change(
+                acting_user, AuditAction.USER_PASSWORD_RESET, user, before, always=True
+            )
             message = _password_message(user, password, reset=True)
             transaction.on_commit(partial(_send, message, user.email))
     except (smtplib.SMTPException, OSError) as exc:

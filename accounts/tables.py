@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import django_tables2 as tables
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from accounts import permissions
-from accounts.models import Role, User
+from accounts.filters import OBJECT_TYPES
+from accounts.models import AuditEvent, Company, Role, User
+from ui.tables import BaseTable
+
+OBJECT_TYPE_LABELS = dict(OBJECT_TYPES)
 
 ROLE_BADGES = {
     Role.ADMIN: "text-bg-primary",
@@ -36,7 +41,14 @@ def _operations_context(record: User, table: UserTable) -> dict:
     }
 
 
-class UserTable(tables.Table):
+def local_time(value) -> str:
+    """A timestamp in the user's time zone, as the guide writes it: 2025-03-05 01:10:22+08:00."""
+    if value is None:
+        return ""
+    return timezone.localtime(value).isoformat(sep=" ", timespec="seconds")
+
+
+class UserTable(BaseTable):
     username = tables.Column(verbose_name=_("Username"), attrs={"td": {"class": "text-nowrap"}})
     email = tables.Column(verbose_name=_("Email"), attrs={"td": {"class": "text-nowrap"}})
     role = tables.Column(verbose_name=_("Role"))
@@ -48,15 +60,23 @@ class UserTable(tables.Table):
         format="SHORT_DATE_FORMAT",
         attrs={"td": {"class": "text-nowrap"}},
     )
+    language = tables.Column(verbose_name=_("Language"))
+    time_zone = tables.Column(verbose_name=_("Time zone"))
+    last_login = tables.DateTimeColumn(
+        verbose_name=_("Last sign-in"),
+        format="SHORT_DATETIME_FORMAT",
+        attrs={"td": {"class": "text-nowrap"}},
+    )
     operations = tables.TemplateColumn(
         template_name="accounts/users/_operations.html",
         extra_context=_operations_context,
         verbose_name=_("Operation"),
         orderable=False,
+        exclude_from_export=True,
         attrs={"th": {"class": "text-end"}, "td": {"class": "text-end"}},
     )
 
-    class Meta:
+    class Meta(BaseTable.Meta):
         model = User
         fields = (
             "username",
@@ -65,19 +85,21 @@ class UserTable(tables.Table):
             "supervisor",
             "country",
             "description",
+            "language",
+            "time_zone",
             "date_joined",
+            "last_login",
             "operations",
         )
-        template_name = "accounts/users/_table.html"
-        attrs = {
-            "class": "table table-hover align-middle mb-0",
-            # Sorting swaps only the table (see templates/accounts/users/_table.html).
-            "thead": {
-                "hx-boost": "true",
-                "hx-target": "#user-table",
-                "hx-swap": "outerHTML",
-            },
-        }
+        default_columns = (
+            "email",
+            "role",
+            "supervisor",
+            "country",
+            "description",
+            "date_joined",
+        )
+        required_columns = ("username", "operations")
         empty_text = _("No users match.")
         order_by = ("username",)
 
@@ -112,3 +134,132 @@ class UserTable(tables.Table):
             value,
             value,
         )
+
+    def value_supervisor(self, value: User) -> str:
+        return value.username
+
+    def value_country(self, record: User) -> str:
+        return record.country.code
+
+    def value_date_joined(self, value) -> str:
+        return local_time(value)
+
+    def value_last_login(self, value) -> str:
+        return local_time(value)
+
+
+class CompanyTable(BaseTable):
+    """The companies of Account → Company: the tree on the page shows the visible columns of
+    each company; downloads list the companies the search selects."""
+
+    name = tables.Column(verbose_name=_("Company name"))
+    type = tables.Column(verbose_name=_("Company type"))
+    superior = tables.Column(verbose_name=_("Superior"), order_by=("superior__name",))
+    country = tables.Column(verbose_name=_("Country/region"))
+    user_count = tables.Column(verbose_name=_("Users"))
+    subordinate_count = tables.Column(verbose_name=_("Sub-companies"))
+    address = tables.Column(verbose_name=_("Address"))
+    description = tables.Column(verbose_name=_("Description"), orderable=False)
+    created_at = tables.DateTimeColumn(verbose_name=_("Created"), format="SHORT_DATE_FORMAT")
+
+    class Meta(BaseTable.Meta):
+        model = Company
+        fields = (
+            "name",
+            "type",
+            "superior",
+            "country",
+            "user_count",
+            "subordinate_count",
+            "address",
+            "description",
+            "created_at",
+        )
+        default_columns = ("type", "country", "user_count", "subordinate_count")
+        required_columns = ("name",)
+        # In the tree a company's superior is the company above it; a download names it.
+        download_only = ("superior",)
+
+    def value_superior(self, value: Company) -> str:
+        return value.name
+
+    def value_country(self, record: Company) -> str:
+        return record.country.code
+
+    def value_created_at(self, value) -> str:
+        return local_time(value)
+
+
+def changes_text(before: dict, after: dict) -> str:
+    """`field: old → new; …` for an audit row (a field only in one of them shows “–”)."""
+    names = list(dict.fromkeys([*before, *after]))
+    parts = []
+    for name in names:
+        old, new = before.get(name, "–"), after.get(name, "–")
+        parts.append(f"{name}: {_plain(old)} → {_plain(new)}")
+    return "; ".join(parts)
+
+
+def _plain(value) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or "–"
+    return str(value)
+
+
+class ActivityTable(BaseTable):
+    """Account → Activity log: one row per audited account change."""
+
+    occurred_at = tables.Column(verbose_name=_("Time"), attrs={"td": {"class": "text-nowrap"}})
+    actor_label = tables.Column(verbose_name=_("User"), order_by=("actor_label",))
+    action = tables.Column(verbose_name=_("Action"))
+    object_type = tables.Column(verbose_name=_("Object type"))
+    object_label = tables.Column(verbose_name=_("Object"))
+    changes = tables.Column(
+        verbose_name=_("Changes"), accessor="pk", orderable=False, empty_values=()
+    )
+    company = tables.Column(verbose_name=_("Company"), order_by=("company__name",))
+    client_address = tables.Column(verbose_name=_("IP address"))
+    object_id = tables.Column(verbose_name=_("Object id"))
+
+    class Meta(BaseTable.Meta):
+        model = AuditEvent
+        fields = (
+            "occurred_at",
+            "actor_label",
+            "action",
+            "object_type",
+            "object_label",
+            "changes",
+            "company",
+            "client_address",
+            "object_id",
+        )
+        default_columns = ("actor_label", "action", "object_label", "changes")
+        required_columns = ("occurred_at",)
+        empty_text = _("No account changes match.")
+        order_by = ("-occurred_at",)
+
+    def render_occurred_at(self, value) -> str:
+        return local_time(value)
+
+    def render_object_type(self, value: str) -> str:
+        return str(OBJECT_TYPE_LABELS.get(value, value))
+
+    def render_changes(self, record: AuditEvent) -> str:
+        text = changes_text(record.before or {}, record.after or {})
+        return format_html(
+            '<span class="d-inline-block text-truncate align-bottom mw-24rem" title="{}">{}</span>',
+            text,
+            text or "–",
+        )
+
+    def value_occurred_at(self, value) -> str:
+        return local_time(value)
+
+    def value_changes(self, record: AuditEvent) -> str:
+        return changes_text(record.before or {}, record.after or {})
+
+    def value_company(self, value: Company) -> str:
+        return value.name

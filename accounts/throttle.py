@@ -30,6 +30,8 @@ from django.core.cache import cache
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
+from ui.errors import RateLimited
+
 CODE = "code"
 STAFF = "staff"
 SCOPES = (CODE, STAFF)
@@ -39,7 +41,7 @@ KEY_PREFIX = "mail-limit"
 clock = time.time
 
 
-class MailRateLimited(Exception):
+class MailRateLimited(RateLimited):
     """Too many emails were asked for; `message` is translated, `wait_seconds` is the wait."""
 
     def __init__(self, wait_seconds: float, *, resend: str = "") -> None:
@@ -63,8 +65,7 @@ class MailRateLimited(Exception):
                 "Too many emails have been requested. Please try again in %(minutes)d minutes.",
                 minutes,
             ) % {"minutes": minutes}
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, retry_after=self.wait_seconds)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts.views import auth, companies, profile, users
+from accounts.views import activity, auth, companies, profile, users
 
 app_name = "accounts"
 
@@ -36,4 +36,6 @@ urlpatterns = [
         users.UserResetPasswordView.as_view(),
         name="user_reset_password",
     ),
+    # Account -> Activity log: audited account changes (administrators)
+    path("activity/", activity.ActivityLogView.as_view(), name="activity_log"),
 ]

@@ -14,7 +14,7 @@ from accounts.company_forms import PreparedFormMixin
 from accounts.models import Company, Role, User, normalize_email
 from accounts.permissions import assignable_roles
 from accounts.validators import validate_display_name
-from matricloud.forms import StyledFormMixin
+from ui.forms import StyledFormMixin
 
 # What each role may do, in the words of guide §2.1.
 ROLE_DESCRIPTIONS = {

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from alarms.models import AlarmLevel, AlarmStatus
-from inverters.registermap import RegisterMap, UnknownModelError
-from inverters.storage import pg_array
+from devices.registermap import RegisterMap, UnknownModelError
+from inverters.telemetry import pg_array
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Remote-read round trip, end to end, against a direct pymodbus read of the same register.
 
-1. whole path: `gateways.remote.read_registers` (checks, record `queued`) → Celery (Redis) →
+1. whole path: `maintenance.remote.read_registers` (checks, record `queued`) → Celery (Redis) →
    a `celery worker` process → MQTT command → simulated gateway → Modbus RTU over its TCP line →
    simulated inverter → reply → the worker parses it and updates the record → this script sees
    the record finished (polling the row every millisecond); the simulator runs in a process of
@@ -31,33 +31,17 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchdb import bench_database, recreate_database  # noqa: E402
 
 MODEL = "ECH10K-TH-EU"
 GATEWAY_SN = "BENCHRTT0001"
 INVERTER_SN = "BENCHRTT0001I1"
 KEY = "batt_soc"
 STATE_SQL = "SELECT state FROM gateways_remoteoperation WHERE id = %s"
-
-
-def bench_database(base_url: str) -> tuple[str, str]:
-    parsed = urlparse(base_url)
-    name = (parsed.path.lstrip("/") or "matricloud") + "_bench_rtt"
-    admin = urlunparse(parsed._replace(path="/postgres"))
-    return admin, urlunparse(parsed._replace(path="/" + name))
-
-
-def recreate_database(admin_url: str, bench_url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    name = urlparse(bench_url).path.lstrip("/")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 class private_mosquitto:  # noqa: N801 - used like a function
@@ -135,7 +119,7 @@ def main() -> None:
         args.mqtt_url = broker.url
 
     base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/matricloud")
-    admin_url, db_url = bench_database(base)
+    admin_url, db_url = bench_database(base, "bench_rtt")
     recreate_database(admin_url, db_url)
     run_id = uuid.uuid4().hex[:8]
     queue = f"bench-rtt-{run_id}"
@@ -305,9 +289,9 @@ def measure(fleet, user, inverter, queue: str, samples: int, warmup: int) -> dic
     from pymodbus.client import ModbusTcpClient
     from pymodbus.framer import FramerType
 
-    from gateways.models import OperationState, RemoteOperation
-    from gateways.remote import read_registers
-    from inverters.registermap import RegisterMap
+    from devices.registermap import RegisterMap
+    from maintenance.models import OperationState, RemoteOperation
+    from maintenance.remote import read_registers
     from matricloud.celery import app as celery_app
 
     celery_app.conf.task_default_queue = queue
@@ -323,7 +307,7 @@ def measure(fleet, user, inverter, queue: str, samples: int, warmup: int) -> dic
 
     def whole_path() -> tuple[float, dict]:
         t0 = time.perf_counter()
-        operation = read_registers(user, inverter, [KEY])
+        operation = read_registers(inverter, [KEY], acting_user=user)
         call_ms.append((time.perf_counter() - t0) * 1000)
         # A bare cursor: the poll should cost the machine as little as possible.
         with connection.cursor() as cursor:

@@ -121,7 +121,7 @@ async def run(args, url: str, auth_dir: Path | None = None) -> dict:
     """One stepped run against the broker at `url`. With `auth_dir`, every gateway gets its
     own secret and the broker's password and ACL files are written there first, so the
     broker checks each connect, publish and delivery as in production."""
-    from gateways.protocol import BrokerAddress
+    from devices.protocol import BrokerAddress
     from simulator.clock import SimClock
     from simulator.fleet import Fleet, freeze_heap
     from simulator.gateway import GatewayOptions
@@ -314,7 +314,7 @@ def clear_retained(broker, serials: list[str]) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from gateways.protocol import STATUS, topic
+    from devices.protocol import STATUS, topic
 
     connected = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-clean-{os.getpid()}")

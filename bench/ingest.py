@@ -39,35 +39,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchdb import bench_database, recreate_database  # noqa: E402
 
 HOST, PORT = "127.0.0.1", 1883
 MODEL = "ECH10K-TH-EU"
 TIME_LIMIT_S = 120
-
-
-# --------------------------------------------------------------------------------------------
-# Database of our own
-
-
-def bench_database(base_url: str) -> tuple[str, str]:
-    """(admin URL, bench URL) on the same server as DATABASE_URL."""
-    parsed = urlparse(base_url)
-    name = (parsed.path.lstrip("/") or "matricloud") + "_bench_ingest"
-    admin = urlunparse(parsed._replace(path="/postgres"))
-    return admin, urlunparse(parsed._replace(path="/" + name))
-
-
-def recreate_database(admin_url: str, bench_url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    name = urlparse(bench_url).path.lstrip("/")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,8 +128,8 @@ def publisher_process(messages, start, results, published, consumed, window) -> 
 
 def null_subscriber_process(prefix: str, expected: int, ready, results, consumed) -> None:
     """Receive and parse (TelemetryMessage.decode) our traffic, then discard it."""
-    from gateways import protocol
-    from inverters.ingest import tune_process
+    from devices import protocol
+    from ingest.service import tune_process
 
     tune_process()  # the same process settings as ingest, for a fair comparison
     broker = protocol.BrokerAddress(HOST, PORT)
@@ -251,8 +230,8 @@ def pregenerate(gateways, inverters, n_messages: int):
     """Uploads with all six 60-second poll blocks, values varying per message."""
     import random
 
-    from gateways import protocol
-    from inverters.registermap import RegisterMap
+    from devices import protocol
+    from devices.registermap import RegisterMap
 
     rm = RegisterMap.for_model(MODEL)
     blocks_spec = [b for b in rm.poll_blocks if b.interval_s < 3600]
@@ -353,7 +332,7 @@ def main() -> int:
     n = args.messages
 
     base_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/matricloud")
-    admin_url, bench_url = bench_database(base_url)
+    admin_url, bench_url = bench_database(base_url, "bench_ingest")
     recreate_database(admin_url, bench_url)
     os.environ["DATABASE_URL"] = bench_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "matricloud.settings")
@@ -369,9 +348,9 @@ def main() -> int:
     ctx = mp.get_context("fork")
     try:
         call_command("migrate", verbosity=0)
-        from gateways import protocol
-        from inverters.decoding import EMPTY_TEXT_ARRAY, codec_for_model
-        from inverters.ingest import IngestService, run_in_thread, tune_process
+        from devices import protocol
+        from devices.decoding import EMPTY_TEXT_ARRAY, codec_for_model
+        from ingest.service import IngestService, run_in_thread, tune_process
         from inverters.telemetry import create_partitions_ahead, layout_id_for, sample_counts
 
         create_partitions_ahead(1)
@@ -532,8 +511,8 @@ def main() -> int:
 
 def copy_baseline(connection, rows) -> float:
     """One binary COPY of the decoded rows straight into the partitioned table."""
-    from inverters.decoding import TYPED_COLUMNS, use_packed_arrays
-    from inverters.storage import _SAMPLE_TYPES
+    from devices.decoding import TYPED_COLUMNS, use_packed_arrays
+    from ingest.storage import _SAMPLE_TYPES
     from inverters.telemetry import SAMPLE_TABLE
 
     with connection.cursor() as cur:

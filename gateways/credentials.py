@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from gateways.protocol import SERIAL_RE, TOPIC_ROOT, gateway_acl_patterns
+from devices.protocol import SERIAL_RE, TOPIC_ROOT, gateway_acl_patterns
 
 if TYPE_CHECKING:
     from gateways.models import Gateway

@@ -7,12 +7,12 @@ Why this shape (DESIGN §4, the telemetry-storage notes):
   resent upload a no-op. Typed columns hold what pages chart and roll up; every other decoded
   point travels in `vals`, a float4[] in the order of its `TelemetryLayout` (map model + version).
 - Ingest writes a batch with one binary COPY into a temporary staging table, then a handful of
-  set-based statements (`inverters.storage`): insert new samples, merge the touched energy
+  set-based statements (`ingest.storage`): insert new samples, merge the touched energy
   days, mend the day after when its baseline moved, upsert the latest rows.
 - Pages never read the raw table for more than a day: `InverterLatest`, `EnergyDaily` and
   `SiteEnergyDaily` are scoped like every other model (denormalised `company`).
 
-The decoder (`inverters.decoding.Codec`) turns raw poll blocks into those columns.
+The decoder (`devices.decoding.Codec`) turns raw poll blocks into those columns.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.scoping import ScopedQuerySet
-from inverters.decoding import TYPED_POINTS, Codec, codec_for_model
+from devices.decoding import TYPED_POINTS, Codec, codec_for_model
 from sites.models import SiteDeviceQuerySet
 
 logger = logging.getLogger(__name__)
@@ -335,6 +335,15 @@ class GatewayReply(models.Model):
 
     def __str__(self) -> str:
         return f"{self.command_id} ok={self.ok}"
+
+
+def pg_array(values: Iterable[Any]) -> str:
+    """Ids or dates as ONE array-literal parameter (`= ANY(%s::bigint[])`).
+
+    Django's psycopg cursor binds on the client and quotes list elements one by one in
+    Python; a batch passes thousands of ids, so they travel as one string instead.
+    """
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def layout_id_for(codec: Codec) -> int:

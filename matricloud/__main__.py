@@ -6,8 +6,12 @@
               arguments; exits with pytest's exit code
     services  only the embedded services, printing their URLs, until Ctrl-C or SIGTERM
 
-Children are stopped first, the services they use last, so nothing writes to a database that
-is already gone. Everything is Python so that it behaves the same on every machine.
+While `run` and `services` keep their services up, `<data dir>/services.env` records the URLs,
+so that manage.py commands in another terminal use the same services (matricloud.runfile).
+Debug is on only where it helps a developer: the web server of `run` and the test run (both
+unless DJANGO_DEBUG is set). Children are stopped first, the services they use last, so nothing
+writes to a database that is already gone. Everything is Python so that it behaves the same on
+every machine.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
-from matricloud import stack
+from matricloud import runfile, stack
 
 log = logging.getLogger("matricloud")
 PYTHON = sys.executable
@@ -62,6 +67,7 @@ class Child:
 
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
     def start(self) -> Child:
@@ -71,7 +77,7 @@ class Child:
             start_new_session=True,
             preexec_fn=stack.die_with_parent,
             cwd=stack.BASE_DIR,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         return self
 
@@ -112,8 +118,8 @@ def prepare_database() -> None:
 def banner(url: str, started: stack.Stack) -> str:
     from django.conf import settings
 
-    from accounts.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
     from accounts.models import Role
+    from matricloud.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USERS
 
     rows = [("Login", "Role", "Company")]
     rows += [(u.email, str(Role(u.role).label), u.company) for u in DEMO_USERS]
@@ -132,7 +138,8 @@ def banner(url: str, started: stack.Stack) -> str:
         f"\n  MatriCloud is running at {url}\n\n"
         f"  Demo logins (password {DEMO_PASSWORD} for every one):\n{table}\n\n"
         f"  Mail goes to: {mail}\n"
-        f"  Services:\n{services}\n\n"
+        f"  Services (recorded for other terminals in {runfile.path(started.data)}):\n"
+        f"{services}\n\n"
         f"  Press Ctrl-C to stop.\n"
     )
 
@@ -145,6 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
 
     services = stack.Stack(mqtt_auth=True)
+    runfile.remove_stale(services.data)
     children: list[Child] = []
     install_signal_handlers(_raise_shutdown)
     try:
@@ -158,11 +166,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             data, os.environ["MQTT_URL"], enforce_acl=services.is_embedded("MQTT_URL")
         )
         os.environ["MQTT_URL"] = devices.mqtt_url  # the portal's own broker account
+        runfile.write(data, {var: os.environ[var] for var in stack.SERVICE_URLS})
         children.append(Child("ingest", [PYTHON, MANAGE, "ingest"]).start())
         children.append(
-            Child("simulator", [PYTHON, MANAGE, "simulate", *devices.simulator_args]).start()
+            Child("simulator", [PYTHON, "-m", "simulator", *devices.simulator_args]).start()
         )
-        children.append(Child("web", [PYTHON, MANAGE, "runserver", f"{host}:{port}"]).start())
+        web = Child(
+            "web",
+            [PYTHON, MANAGE, "runserver", f"{host}:{port}"],
+            env={"DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "1")},
+        ).start()
+        children.append(web)
         children.append(
             Child(
                 "worker",
@@ -178,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 ],
             ).start()
         )  # fmt: skip
-        stack.wait_for_port(host, port, timeout=60, proc=children[0].proc)
+        stack.wait_for_port(host, port, timeout=60, proc=web.proc)
         url = f"http://{host}:{port}/"
         print(banner(url, services), flush=True)
         restarts = RestartBudget()
@@ -196,6 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     finally:
         install_signal_handlers(_ignore_during_cleanup)
+        runfile.remove(services.data)
         stop_children(children)
         services.stop()
 
@@ -234,7 +249,20 @@ def keep_alive(service: stack.Service, budget: RestartBudget) -> bool:
     return True
 
 
+def check_import_layers() -> int:
+    """The layer contracts in pyproject.toml (`lint-imports`): a new upward import or loop
+    fails the test command before any service starts."""
+    code = subprocess.call(
+        [str(Path(PYTHON).parent / "lint-imports"), "--no-logo"], cwd=stack.BASE_DIR
+    )
+    if code != 0:
+        log.error("import layers broken (lint-imports exited with code %s)", code)
+    return code
+
+
 def cmd_test(args: argparse.Namespace) -> int:
+    if code := check_import_layers():
+        return code
     services = stack.Stack()
     install_signal_handlers(_raise_shutdown)
     pytest: subprocess.Popen | None = None
@@ -244,7 +272,11 @@ def cmd_test(args: argparse.Namespace) -> int:
             log.info("%s", line)
         # pytest stays in the terminal's foreground process group, so a Ctrl-C reaches it
         # directly (and --pdb can read the terminal).
-        pytest = subprocess.Popen([PYTHON, "-m", "pytest", *args.pytest_args], cwd=stack.BASE_DIR)
+        pytest = subprocess.Popen(
+            [PYTHON, "-m", "pytest", *args.pytest_args],
+            cwd=stack.BASE_DIR,
+            env={"DJANGO_DEBUG": "1", **os.environ},
+        )
         while True:
             try:
                 code = pytest.wait()
@@ -278,6 +310,7 @@ def cmd_services(args: argparse.Namespace) -> int:
     install_signal_handlers(_raise_shutdown)
     try:
         urls = services.start()
+        runfile.write(services.data, urls, command="services")
         # External URLs are set already and may hold a password: only embedded ones are shown.
         for var, url in urls.items():
             if services.is_embedded(var):
@@ -290,6 +323,7 @@ def cmd_services(args: argparse.Namespace) -> int:
         return 0
     finally:
         install_signal_handlers(_ignore_during_cleanup)
+        runfile.remove(services.data)
         services.stop()
 
 

@@ -37,7 +37,7 @@ def _usable_database(**_kwargs) -> None:
 def _load_register_maps(**_kwargs) -> None:
     """Parse the register maps once, before the pool forks: the first remote operation of a
     worker would otherwise wait about two seconds for them."""
-    from inverters.registermap import RegisterMap, list_models
+    from devices.registermap import RegisterMap, list_models
 
     for model in list_models():
         RegisterMap.for_model(model)

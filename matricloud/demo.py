@@ -1,4 +1,5 @@
-"""The demo fleet's devices for `make run`: secrets, broker files and simulator arguments.
+"""The demo fleet's devices for `make run`: secrets, broker files, the simulator's fleet file
+and its arguments.
 
 A real gateway keeps its broker password in its own flash; the simulated ones keep theirs in
 `.matricloud/gateway-credentials.json`, written when a gateway is provisioned. The portal
@@ -31,15 +32,28 @@ class DemoDevices:
 def prepare_demo_devices(data: Path, mqtt_url: str, *, enforce_acl: bool) -> DemoDevices:
     """Provision every gateway without a secret, write the broker files when the broker is
     ours, and return the portal's broker URL and the simulator's command-line arguments."""
-    from gateways.credentials import ServiceAccount, provision_gateway, write_broker_files
+    from gateways.credentials import (
+        ServiceAccount,
+        provision_gateway,
+        verify_mosquitto_hash,
+        write_broker_files,
+    )
     from gateways.models import Gateway
     from inverters.models import Inverter
-    from simulator.demo_fleet import ensure_demo_fleet
+    from matricloud.demo_fleet import ensure_demo_fleet
+    from matricloud.fleet_file import write_fleet_file
 
     credentials_file = data / "gateway-credentials.json"
     known = json.loads(credentials_file.read_text()) if credentials_file.exists() else {}
     for gateway in Gateway.objects.order_by("serial_number"):
-        if gateway.serial_number not in known or not gateway.mqtt_password_hash:
+        secret = known.get(gateway.serial_number)
+        # A gateway provisioned again beside the run (`mqtt_credentials provision`) has a new
+        # hash: the simulated gateway gets a fresh secret rather than being locked out.
+        if (
+            secret is None
+            or not gateway.mqtt_password_hash
+            or not verify_mosquitto_hash(secret, gateway.mqtt_password_hash)
+        ):
             known[gateway.serial_number] = provision_gateway(gateway)
     credentials_file.write_text(json.dumps(known, indent=1, sort_keys=True))
     credentials_file.chmod(0o600)
@@ -57,7 +71,9 @@ def prepare_demo_devices(data: Path, mqtt_url: str, *, enforce_acl: bool) -> Dem
         write_broker_files(auth_dir / "passwd", auth_dir / "acl", [account])
         mqtt_url = _with_credentials(mqtt_url, PORTAL_USER, secret)
 
-    args = ["--from-db", "--credentials", str(credentials_file)]
+    fleet_file = data / "fleet.json"
+    write_fleet_file(fleet_file)
+    args = ["--fleet", str(fleet_file), "--credentials", str(credentials_file)]
     for fault in ensure_demo_fleet()["faults"]:
         args += ["--fault", fault]
     if not Inverter.objects.filter(last_seen_at__isnull=False).exists():

@@ -2,7 +2,9 @@
 
 `DATABASE_URL`, `REDIS_URL`, `MQTT_URL` and `EMAIL_URL` point at external services; the
 `make run` / `make test` launcher (matricloud.stack) sets them to embedded services when unset.
-Production hardening lives in matricloud.settings_production.
+A process started beside a running `make run` takes the unset ones from that run
+(matricloud.runfile). Debug is off unless `DJANGO_DEBUG` turns it on, as the launcher does for
+its web server and the test run. Production hardening lives in matricloud.settings_production.
 """
 
 from pathlib import Path
@@ -10,12 +12,16 @@ from pathlib import Path
 import environ
 from django.utils.translation import gettext_lazy as _
 
+from matricloud import runfile
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(environ.Env().str("MATRICLOUD_DATA_DIR", default=str(BASE_DIR / ".matricloud")))
 
 env = environ.Env()
+# Beside a running `make run`: its services, for every URL variable that is not set.
+runfile.use_live_services(DATA_DIR)
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str(
     "DJANGO_SECRET_KEY", default="insecure-development-key-change-me-in-production"
 )
@@ -38,14 +44,16 @@ INSTALLED_APPS = [
     "django_filters",
     "django_tables2",
     "django_countries",
+    "ui",
     "matricloud",
     "accounts",
     "sites.apps.SitesConfig",
     "gateways",
     "inverters",
-    "upgrades",
     "alarms",
-    "simulator",
+    "ingest",
+    "maintenance",
+    "upgrades",
 ]
 
 MIDDLEWARE = [
@@ -144,11 +152,11 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE = {
     # Gateways that stay connected but stop uploading turn offline (3 missed uploads).
-    "sweep-offline-devices": {"task": "gateways.tasks.sweep_offline_devices", "schedule": 60.0},
+    "sweep-offline-devices": {"task": "ingest.tasks.sweep_offline_devices", "schedule": 60.0},
     # Remote operations: answered ones finished, overdue ones expired, queued ones dispatched
     # as soon as their gateway is back.
     "sweep-operations": {
-        "task": "gateways.tasks.sweep_operations",
+        "task": "maintenance.tasks.sweep_operations",
         "schedule": REMOTE_OPERATION_SWEEP_S,
     },
     # Sample partitions are created ahead and dropped after the retention period.
@@ -329,4 +337,4 @@ LOGGING = {
     "loggers": {"axes": {"level": "WARNING"}},
 }
 
-FORM_RENDERER = "matricloud.forms.PortalFormRenderer"
+FORM_RENDERER = "ui.forms.PortalFormRenderer"

@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse, urlunparse
 
+from matricloud.runfile import SERVICE_URLS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = BASE_DIR / ".matricloud"
 DEFAULT_DATABASE = "matricloud"
 DEFAULT_MQTT_PORT = 18830
-SERVICE_URLS = ("DATABASE_URL", "REDIS_URL", "MQTT_URL")
 
 log = logging.getLogger("matricloud.stack")
 

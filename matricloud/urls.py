@@ -6,7 +6,7 @@ from matricloud import files, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("account/", include("accounts.urls")),
-    path("maintenance/", include("gateways.maintenance_urls")),
+    path("maintenance/", include("maintenance.urls")),
     path("", include((views.placeholder_patterns, "placeholder"))),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),

@@ -2,10 +2,10 @@
 
 Three ways to run:
 
-- a fleet: `--gateways N` (synthetic) or `--from-db` (the portal's gateways, Django only);
+- a fleet: `--gateways N` (synthetic) or `--fleet FILE` (devices listed in a JSON file);
 - one standalone inverter for any Modbus master: `--inverter MODEL --modbus-port PORT`;
 - a control message to a running fleet: `--fault SN:CODE` / `--clear-fault SN:CODE` without
-  `--gateways`/`--from-db`/`--inverter` (with one of those, the faults are injected at start).
+  `--gateways`/`--fleet`/`--inverter` (with one of those, the faults are injected at start).
 """
 
 from __future__ import annotations
@@ -26,21 +26,18 @@ from simulator.clock import SimClock
 from simulator.control import CONTROL_TOPIC, send_control
 from simulator.environment import Site
 from simulator.gateway import GatewayOptions
-from simulator.sources import GatewaySpec, synthetic_specs
+from simulator.sources import specs_from_file, synthetic_specs
 
 log = logging.getLogger("simulator")
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, with_db: bool) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     fleet = parser.add_argument_group("fleet")
     fleet.add_argument("--gateways", type=int, metavar="N", help="synthetic fleet of N gateways")
-    if with_db:
-        fleet.add_argument(
-            "--from-db",
-            action="store_true",
-            help="the gateways and inverters in the database (the default)",
-        )
+    fleet.add_argument(
+        "--fleet", metavar="FILE", help="the gateways and inverters of a fleet file (JSON)"
+    )
     fleet.add_argument(
         "--mqtt-url",
         default=os.environ.get("MQTT_URL", DEFAULT_MQTT_URL),
@@ -111,22 +108,17 @@ def hide_password(url: str) -> str:
 def parse_fault(text: str) -> tuple[str, str]:
     serial, sep, code = text.partition(":")
     if not sep or not serial or not code:
-        raise ValueError(f"{text!r}: write SERIAL:CODE, e.g. INV0001:Protect0080")
+        raise ValueError(f"{text!r}: write SERIAL:CODE, e.g. ECH06S24100042:Protect0080")
     return serial.strip(), code.strip()
 
 
-def run(
-    options: dict[str, Any],
-    *,
-    load_db_specs: Callable[[], list[GatewaySpec]] | None = None,
-    write: Callable[[str], None] = print,
-) -> int:
+def run(options: dict[str, Any], *, write: Callable[[str], None] = print) -> int:
     """Run what the options ask for; returns a process exit status."""
     faults = [parse_fault(f) for f in options.get("fault") or []]
     clears = [parse_fault(f) for f in options.get("clear_fault") or []]
     if options.get("inverter"):
         return _standalone(options, write)
-    selects_fleet = options.get("gateways") is not None or options.get("from_db")
+    selects_fleet = options.get("gateways") is not None or options.get("fleet")
     if (faults or clears) and not selects_fleet:
         return _send(options, faults, clears, write)
     if options.get("gateways") is not None:
@@ -136,10 +128,10 @@ def run(
             prefix=options.get("prefix", "SIM"),
             upload_interval_s=options.get("upload_interval") or 60,
         )
-    elif load_db_specs is not None:
-        specs = load_db_specs()
+    elif options.get("fleet"):
+        specs = specs_from_file(options["fleet"])
     else:
-        write("error: give --gateways N (the database needs `manage.py simulate`)")
+        write("error: give --gateways N or --fleet FILE")
         return 2
     if not specs:
         write("no gateways with inverters to simulate")
@@ -259,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m simulator",
         description="Simulated MatriCloud gateways (MQTT) and inverters (Modbus).",
     )
-    add_arguments(parser, with_db=False)
+    add_arguments(parser)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -30,8 +30,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from gateways.protocol import QOS, BrokerAddress, connect_client, make_client
-from inverters.registermap import RegisterValueError
+from devices.protocol import QOS, BrokerAddress, connect_client, make_client
+from devices.registermap import RegisterValueError
 
 if TYPE_CHECKING:
     from simulator.fleet import Fleet

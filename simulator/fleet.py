@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateways.gateway_settings import ConfigError, apply_config, default_config
-from gateways.protocol import BrokerAddress
+from devices.gateway_settings import ConfigError, apply_config, default_config
+from devices.protocol import BrokerAddress
 from simulator.clock import SimClock
 from simulator.gateway import GatewayOptions, SimulatedGateway
 from simulator.inverter import SimulatedInverter

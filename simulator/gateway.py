@@ -1,4 +1,4 @@
-"""A simulated gateway (WiFi/4G/ETH kit): an MQTT client speaking `gateways.protocol`, with an
+"""A simulated gateway (WiFi/4G/ETH kit): an MQTT client speaking `devices.protocol`, with an
 RS-485 line to its inverters.
 
 - On connect it publishes a retained `StatusMessage(online=True, …)`; its last will is the same
@@ -28,8 +28,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from gateways.gateway_settings import ConfigError, apply_config, default_config
-from gateways.protocol import (
+from devices.gateway_settings import ConfigError, apply_config, default_config
+from devices.protocol import (
     CMD,
     QOS,
     REPLY,
@@ -47,7 +47,7 @@ from gateways.protocol import (
     make_client,
     topic,
 )
-from inverters.registermap import RegisterMap, list_models
+from devices.registermap import RegisterMap, list_models
 from simulator.bus import BusClient, BusError, BusServer, BusTimeout, ModbusExceptionReply
 from simulator.clock import SimClock
 from simulator.inverter import SimulatedInverter, stable_seed

@@ -31,7 +31,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simcore import SimCore
 
-from inverters.registermap import PointSpec, RegisterMap, RegisterValueError
+from devices.registermap import PointSpec, RegisterMap, RegisterValueError
 from simulator.clock import SimClock
 from simulator.environment import Site
 from simulator.physics import InverterPhysics

@@ -17,7 +17,7 @@ import socket
 
 import paho.mqtt.client as mqtt
 
-from gateways.protocol import no_delay
+from devices.protocol import no_delay
 
 log = logging.getLogger("simulator.mqtt")
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from inverters.registermap import RegisterMap
+from devices.registermap import RegisterMap
 from simulator.environment import (
     LoadModel,
     Site,

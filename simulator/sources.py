@@ -1,5 +1,5 @@
-"""Where a fleet comes from: a synthetic fleet of N gateways, the portal's database, and the
-gateways' broker passwords.
+"""Where a fleet comes from: a synthetic fleet of N gateways or a fleet file (which the
+portal writes from its database), and the gateways' broker passwords.
 
 Credentials file (written by provisioning): JSON mapping gateway serial → MQTT password, either
 flat `{"GW0001": "secret", ...}` or wrapped `{"gateways": {"GW0001": "secret", ...}}`. Each
@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateways.protocol import SERIAL_RE
-from inverters.registermap import list_models
+from devices.protocol import SERIAL_RE
+from devices.registermap import list_models
 from simulator.environment import Site
 
 log = logging.getLogger("simulator.sources")
@@ -97,59 +97,60 @@ def synthetic_specs(
     return specs
 
 
-def specs_from_db(gateways: Iterable | None = None) -> list[GatewaySpec]:
-    """The portal's gateways with their inverters (Django must be set up)."""
-    from gateways.models import Gateway
+def specs_from_file(path: str | Path) -> list[GatewaySpec]:
+    """The gateways of a fleet file (JSON; format in simulator/README.md, "Fleet file").
 
+    A gateway with an invalid serial, or an inverter whose model has no register map, is
+    skipped with a warning, so one bad row does not stop the rest of the fleet.
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    rows = data.get("gateways") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: a fleet file is an object with a list under 'gateways'")
     known = {m.upper() for m in list_models()}
-    queryset = gateways if gateways is not None else Gateway.objects.all()
-    queryset = queryset.select_related("site").prefetch_related("inverters")
     specs = []
-    for gw in queryset:
-        if not SERIAL_RE.match(gw.serial_number):
-            log.warning("gateway %r skipped: not a valid MQTT serial", gw.serial_number)
+    for row in rows:
+        serial = str(row.get("serial", ""))
+        if not SERIAL_RE.match(serial):
+            log.warning("gateway %r skipped: not a valid MQTT serial", serial)
             continue
-        inverters = sorted(gw.inverters.all(), key=lambda inv: inv.modbus_address)
-        for inv in inverters:
-            if inv.model.upper() not in known:
-                log.warning("inverter %s skipped: no register map for %s", inv, inv.model)
-        inverters = [inv for inv in inverters if inv.model.upper() in known]
-        if not inverters:
-            continue
-        site = gw.site
-        rated = {inv.serial_number: float(inv.rated_power_kw or 0) or None for inv in inverters}
-        total_rated = sum(r or 0 for r in rated.values())
-        inv_specs = []
-        for inv in inverters:
-            kwp = None
-            if site is not None and site.capacity_kwp and total_rated and rated[inv.serial_number]:
-                kwp = float(site.capacity_kwp) * rated[inv.serial_number] / total_rated
-            elif site is not None and site.capacity_kwp:
-                kwp = float(site.capacity_kwp) / len(inverters)
-            inv_specs.append(
+        inverters = []
+        for inv in row.get("inverters", []):
+            if str(inv.get("model", "")).upper() not in known:
+                log.warning(
+                    "inverter %s skipped: no register map for %s",
+                    inv.get("serial"),
+                    inv.get("model"),
+                )
+                continue
+            inverters.append(
                 InverterSpec(
-                    inv.serial_number,
-                    inv.model,
-                    inv.modbus_address,
-                    dict(inv.firmware_versions or {}),
-                    kwp,
+                    serial=str(inv["serial"]),
+                    model=str(inv["model"]),
+                    address=int(inv.get("address", 1)),
+                    firmware=dict(inv.get("firmware") or {}),
+                    pv_kwp=float(inv["pv_kwp"]) if inv.get("pv_kwp") else None,
                 )
             )
-        sim_site = (
-            Site(float(site.latitude), float(site.longitude), site.time_zone, site.name)
-            if site is not None
-            else Site()
+        if not inverters:
+            continue
+        place = row.get("site") or {}
+        site = Site(
+            float(place.get("latitude", Site.latitude)),
+            float(place.get("longitude", Site.longitude)),
+            str(place.get("time_zone", Site.time_zone)),
+            str(place.get("name", "")),
         )
-        settings = gw.settings if isinstance(gw.settings, dict) and gw.settings else None
+        settings = row.get("settings")
         specs.append(
             GatewaySpec(
-                serial=gw.serial_number,
-                inverters=tuple(inv_specs),
-                model=gw.model,
-                firmware=gw.firmware_version or "10.00",
-                upload_interval_s=gw.upload_interval_s or 60,
-                settings=settings,
-                site=sim_site,
+                serial=serial,
+                inverters=tuple(sorted(inverters, key=lambda i: i.address)),
+                model=str(row.get("model") or GATEWAY_MODELS[0]),
+                firmware=str(row.get("firmware") or "10.00"),
+                upload_interval_s=int(row.get("upload_interval_s") or 60),
+                settings=settings if isinstance(settings, dict) and settings else None,
+                site=site,
             )
         )
     return specs

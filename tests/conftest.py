@@ -7,13 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.db import connection
 from django.test import Client
 from django.utils import timezone, translation
 
 from accounts.models import CompanyType, Role
+from tests import a11y, permission_matrix
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 from tests.factories import CompanyFactory, UserFactory
+from tests.services import Mosquitto
 
 
 def pytest_configure(config):
@@ -22,6 +25,19 @@ def pytest_configure(config):
     from django.conf import settings
 
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A passing test fails when its `matrix` marker does not name exactly the URL patterns
+    its assert_matrix calls requested, so the markers tests/test_url_coverage.py counts stay
+    true (tests/permission_matrix.py)."""
+    with permission_matrix.recording() as requested:
+        result = yield
+    declared = permission_matrix.marked_rows(item.iter_markers(permission_matrix.MARKER))
+    if problem := permission_matrix.check_marker(declared, requested):
+        pytest.fail(problem, pytrace=False)
+    return result
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +56,17 @@ def _isolated_cache_and_mail(settings, tmp_path):
     # the next test starts from the defaults again.
     translation.deactivate()
     timezone.deactivate()
+    _disconnect_caches()
+
+
+def _disconnect_caches() -> None:
+    """Close the Redis connections of this test's cache: changing CACHES makes Django build a
+    new cache object per test, and Django's RedisCache never closes its pools, so over the
+    suite their sockets would exhaust the descriptors select() can watch (1024)."""
+    for backend in caches.all(initialized_only=True):
+        client = backend.__dict__.get("_cache")  # RedisCache's cached client, if it made one
+        for pool in getattr(client, "_pools", {}).values():
+            pool.disconnect()
 
 
 @pytest.fixture
@@ -100,6 +127,36 @@ def client_for():
 
 
 @pytest.fixture
+def mosquitto_factory(tmp_path):
+    """mosquitto_factory(extra config, anonymous=, name=) → a started private Mosquitto
+    (tests/services.py); every broker it started is stopped after the test."""
+    started: list[Mosquitto] = []
+
+    def make(extra: str = "", *, anonymous: bool = True, name: str = "broker") -> Mosquitto:
+        broker = Mosquitto(tmp_path / f"{name}{len(started)}", extra, anonymous=anonymous)
+        started.append(broker)
+        return broker.start()
+
+    yield make
+    for broker in started:
+        broker.stop()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory) -> Mosquitto:
+    """A private Mosquitto with anonymous access, for this test only."""
+    return mosquitto_factory()
+
+
+@pytest.fixture
+def clean_samples(transactional_db):
+    """The partitioned sample table is raw SQL, so Django's flush does not empty it."""
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE inverters_sample")
+    yield
+
+
+@pytest.fixture
 def shots(tmp_path):
     """Where a browser test writes its screenshots: docs/screenshots/ with
     MATRICLOUD_SCREENSHOTS=1, a temporary folder otherwise."""
@@ -115,24 +172,40 @@ def shots(tmp_path):
 CSP_REPORTER = """
 document.addEventListener("securitypolicyviolation", (event) => {
   const blocked = event.blockedURI || "inline";
-  console.error(`CSP violation: ${event.violatedDirective} blocked ${blocked}`);
+  const where = event.sourceFile ? ` at ${event.sourceFile}:${event.lineNumber}` : "";
+  const sample = event.sample ? ` (${event.sample})` : "";
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${blocked}${where}${sample}`);
 });
 """
 
 
+# The Page methods after which the fixture checks the page with axe-core: the ways a test waits
+# for a page to arrive.
+AXE_CHECKPOINTS = ("goto", "reload", "go_back", "go_forward", "wait_for_url", "wait_for_load_state")
+
+
 @pytest.fixture
 def page(live_server, monkeypatch):
-    """A headless Chromium page on the live server, at the screenshots' 1366×768."""
+    """A headless Chromium page on the live server, at the screenshots' 1366×768.
+
+    The test fails on any Content-Security-Policy violation, and on any critical or serious
+    axe-core violation on any page it visited (tests/a11y.py)."""
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
     # still plain synchronous calls.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+    axe_reports: list[dict] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
         # Every Content-Security-Policy violation, as the browser reports it in the console.
         context.add_init_script(CSP_REPORTER)
+        context.expose_binding(
+            a11y.REPORT_BINDING, lambda source, report: axe_reports.append(report)
+        )
+        context.add_init_script(a11y.init_script())
         page = context.new_page()
         violations: list[str] = []
         page.on(
@@ -143,7 +216,28 @@ def page(live_server, monkeypatch):
                 else None
             ),
         )
+        for name in AXE_CHECKPOINTS:
+            monkeypatch.setattr(page, name, _checked(page, getattr(page, name)))
         page.set_default_timeout(10_000)
         yield page
-        browser.close()
+        try:
+            a11y.check(page)
+            browser.close()
+        finally:
+            # While Playwright's event loop runs on this thread, Django keeps the thread's
+            # connections apart from its synchronous ones (asgiref's Local): the ORM calls of
+            # the test and its fixtures opened one there, which only this can close. Left
+            # open, it keeps the test database from being dropped after the session.
+            connections.close_all()
     assert not violations, f"the page broke its Content-Security-Policy: {violations}"
+    problems = a11y.describe(axe_reports)
+    assert not problems, "axe-core found critical or serious violations:\n" + "\n".join(problems)
+
+
+def _checked(page, method):
+    def call(*args, **kwargs):
+        result = method(*args, **kwargs)
+        a11y.check(page)
+        return result
+
+    return call

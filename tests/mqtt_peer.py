@@ -9,7 +9,7 @@ import uuid
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.test_ingest import wait_for
+from tests.services import wait_for
 
 
 class Peer:

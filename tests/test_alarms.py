@@ -10,28 +10,20 @@ from guardian.shortcuts import assign_perm
 
 from alarms.engine import Occurrence, fault_transitions
 from alarms.models import Alarm, AlarmLevel, AlarmStatus
-from gateways import protocol
-from inverters.batch import BatchProcessor, Incoming
-from inverters.models import Inverter, InverterStatus
-from tests import test_ingest
-from tests.test_ingest import (
-    TH,
+from devices import protocol
+from ingest.batch import BatchProcessor, Incoming
+from inverters.models import InverterStatus
+from tests.factories import AlarmFactory, SiteFactory
+from tests.ingest_helpers import (
     make_fleet,
-    make_site,
-    needs_mosquitto,
     now_ms,
     publisher,
     reading,
     running_ingest,
     settled,
     telemetry,
-    wait_for,
 )
-
-# Fixtures shared with the ingest tests (pytest finds them by name in this module).
-mosquitto_factory = test_ingest.mosquitto_factory
-mosquitto = test_ingest.mosquitto
-clean_samples = test_ingest.clean_samples
+from tests.services import needs_mosquitto, wait_for
 
 T = [dt.datetime(2026, 11, 20, 12, m, tzinfo=dt.UTC) for m in range(10)]
 
@@ -107,23 +99,13 @@ def test_fault_bits_open_and_recover_alarms_once():
 
 @pytest.mark.django_db
 def test_alarms_are_scoped_like_their_inverters(tenants):
-    granted = make_site(tenants.sunfix, name="Granted")
-    foreign = make_site(tenants.nordlicht, name="Foreign")
+    granted = SiteFactory(company=tenants.sunfix, name="Granted")
+    foreign = SiteFactory(company=tenants.nordlicht, name="Foreign")
     assign_perm("pv_sites.view_site", tenants.owner, granted)
-    alarms = {}
-    for n, site in enumerate((granted, foreign)):
-        inv = Inverter.objects.create(
-            serial_number=f"ALARM{n}", model=TH, company=site.company, site=site
-        )
-        alarms[site.name] = Alarm.objects.create(
-            inverter=inv,
-            company=site.company,
-            site=site,
-            code="Warn0070",
-            level=AlarmLevel.COMMON,
-            message="Low Batt volt",
-            occurred_at=T[0],
-        )
+    alarms = {
+        site.name: AlarmFactory(inverter__gateway__site=site, occurred_at=T[0])
+        for site in (granted, foreign)
+    }
     assert list(Alarm.objects.visible_to(tenants.helios_admin)) == [alarms["Granted"]]
     assert list(Alarm.objects.visible_to(tenants.owner)) == [alarms["Granted"]]
     assert list(Alarm.objects.visible_to(tenants.nordlicht_om)) == [alarms["Foreign"]]

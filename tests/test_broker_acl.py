@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from gateways import protocol
+from devices import protocol
 from gateways.credentials import (
     ServiceAccount,
     acl_file_text,
@@ -29,17 +29,14 @@ from gateways.credentials import (
 )
 from gateways.models import Gateway
 from matricloud import stack
-from tests import test_ingest
 from tests.factories import CompanyFactory
 from tests.mqtt_peer import Peer
-from tests.test_ingest import MOSQUITTO, wait_for
-
-mosquitto_factory = test_ingest.mosquitto_factory  # shared fixture
+from tests.services import MOSQUITTO, SHIPPED_CONF, wait_for
 
 PORTAL = ServiceAccount("portal", "portal-secret-1")
 MAX_PAYLOAD = 1024 * 1024  # what deploy/mosquitto/mosquitto.conf and the launcher allow
 SHIPPED_LIMIT = next(
-    line for line in test_ingest.SHIPPED_CONF.read_text().splitlines()
+    line for line in SHIPPED_CONF.read_text().splitlines()
     if line.startswith("max_packet_size ")
 )  # fmt: skip
 

@@ -7,41 +7,19 @@ from guardian.shortcuts import assign_perm
 from gateways.models import Gateway
 from inverters.models import Inverter
 from sites.models import Site
-
-
-def make_site(company, name):
-    return Site.objects.create(
-        company=company,
-        name=name,
-        address="Via Roma 1",
-        country="IT",
-        latitude=45.46,
-        longitude=9.19,
-        time_zone="Europe/Rome",
-        capacity_kwp=10,
-        tariff_per_kwh="0.25",
-    )
+from tests.factories import InverterFactory, SiteFactory
 
 
 @pytest.fixture
 def fleet(tenants):
-    granted = make_site(tenants.sunfix, "Granted site")
-    other = make_site(tenants.sunfix, "Other site")
-    foreign = make_site(tenants.nordlicht, "Foreign site")
+    granted = SiteFactory(company=tenants.sunfix, name="Granted site")
+    other = SiteFactory(company=tenants.sunfix, name="Other site")
+    foreign = SiteFactory(company=tenants.nordlicht, name="Foreign site")
     assign_perm("pv_sites.view_site", tenants.owner, granted)
     devices = {}
     for site in (granted, other, foreign):
-        gateway = Gateway.objects.create(
-            serial_number=f"GW-{site.pk}", company=site.company, site=site
-        )
-        inverter = Inverter.objects.create(
-            serial_number=f"INV-{site.pk}",
-            model="ECH10K-TH-EU",
-            gateway=gateway,
-            company=site.company,
-            site=site,
-        )
-        devices[site.name] = (gateway, inverter)
+        inverter = InverterFactory(gateway__site=site)
+        devices[site.name] = (inverter.gateway, inverter)
     return granted, other, foreign, devices
 
 

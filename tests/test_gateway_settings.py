@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateways.gateway_settings import ConfigError, apply_config, default_config
+from devices.gateway_settings import ConfigError, apply_config, default_config
 
 CURRENT = default_config([("ECH10K-TH-EU", 1)], upload_interval_s=60)
 

@@ -1,42 +1,35 @@
 """Ingest end to end: gateways publish to a real Mosquitto, ingest stores what they said.
 
 Each test runs its own Mosquitto (a free port, its own persistence directory) so nothing else
-on the machine's broker can disturb the counts; the helpers here are shared by the other
-device-layer test modules (storage, alarms, ACLs, fuzzing).
+on the machine's broker can disturb the counts (tests/services.py); fleets, uploads and the
+running ingest come from tests/ingest_helpers.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.db import utils as db_utils
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateways import protocol
+from devices import protocol
+from devices.registermap import RegisterMap
 from gateways.models import Gateway, GatewayStatus
-from inverters.batch import BatchProcessor
-from inverters.ingest import IngestService, run_in_thread, sweep_offline
+from ingest.batch import BatchProcessor
+from ingest.service import sweep_offline
 from inverters.models import Inverter, InverterStatus
-from inverters.registermap import RegisterMap
 from inverters.telemetry import (
     EnergyDaily,
     GatewayReply,
@@ -45,289 +38,33 @@ from inverters.telemetry import (
     Sample,
     sample_counts,
 )
-from sites.models import Site
-from tests.factories import CompanyFactory
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-needs_mosquitto = pytest.mark.skipif(
-    not os.access(MOSQUITTO, os.X_OK), reason="mosquitto is not installed"
+from tests.ingest_helpers import (
+    SML,
+    TH,
+    make_fleet,
+    now_ms,
+    publisher,
+    reading,
+    register_image,
+    running_ingest,
+    settled,
+    telemetry,
 )
-BASE_DIR = Path(__file__).resolve().parent.parent
-SHIPPED_CONF = BASE_DIR / "deploy" / "mosquitto" / "mosquitto.conf"
-TH, SML = "ECH10K-TH-EU", "ECH6K-SML-EU"
-
-
-# ---------------------------------------------------------------------------------------------
-# A private Mosquitto
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mosquitto:
-    """`mosquitto -c <our config>` on a free port, restartable with its persistence."""
-
-    def __init__(self, workdir: Path, extra: str = "", *, anonymous: bool = True) -> None:
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            f"allow_anonymous {'true' if anonymous else 'false'}\n"
-            # Running as root, mosquitto would switch to the mosquitto user, who cannot read
-            # the test's private directory.
-            "user root\n"
-            "persistence true\n"
-            f"persistence_location {self.dir}/\n"
-            f"log_dest file {self.dir}/mosquitto.log\n"
-            f"{extra}\n"
-        )
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def broker(self) -> protocol.BrokerAddress:
-        return protocol.BrokerAddress("127.0.0.1", self.port)
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> Mosquitto:
-        self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._accepts, timeout=10, what="mosquitto to listen")
-        return self
-
-    def _accepts(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
-            return True
-        return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def reload(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
-
-    def log(self) -> str:
-        path = self.dir / "mosquitto.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-@pytest.fixture
-def mosquitto_factory(tmp_path):
-    started: list[Mosquitto] = []
-
-    def make(extra: str = "", *, anonymous: bool = True, name: str = "broker") -> Mosquitto:
-        broker = Mosquitto(tmp_path / f"{name}{len(started)}", extra, anonymous=anonymous)
-        started.append(broker)
-        return broker.start()
-
-    yield make
-    for broker in started:
-        broker.stop()
-
-
-@pytest.fixture
-def mosquitto(mosquitto_factory) -> Mosquitto:
-    return mosquitto_factory()
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-# ---------------------------------------------------------------------------------------------
-# Devices and messages
-
-
-def make_site(company, tz: str = "Europe/Rome", name: str = "Test site") -> Site:
-    return Site.objects.create(
-        company=company,
-        name=name,
-        address="Via Roma 1",
-        country="IT",
-        latitude=45.46,
-        longitude=9.19,
-        time_zone=tz,
-        capacity_kwp=10,
-        tariff_per_kwh="0.25",
-    )
-
-
-def make_fleet(
-    n_gateways: int = 1,
-    models: Iterable[str] = (TH,),
-    *,
-    prefix: str = "GWT",
-    tz: str = "Europe/Rome",
-    upload_interval_s: int = 60,
-) -> list[tuple[Gateway, list[Inverter]]]:
-    """Gateways with inverters (one per model, bus addresses 1, 2, …) on one site."""
-    company = CompanyFactory()
-    site = make_site(company, tz)
-    fleet = []
-    for g in range(n_gateways):
-        gateway = Gateway.objects.create(
-            serial_number=f"{prefix}{g:05d}",
-            company=company,
-            site=site,
-            upload_interval_s=upload_interval_s,
-        )
-        inverters = [
-            Inverter.objects.create(
-                serial_number=f"{prefix}{g:05d}I{a}",
-                model=model,
-                gateway=gateway,
-                modbus_address=a,
-                company=company,
-                site=site,
-            )
-            for a, model in enumerate(models, start=1)
-        ]
-        fleet.append((gateway, inverters))
-    return fleet
-
-
-def register_image(model: str, values: Mapping[str, Any] | None = None) -> dict[tuple, list]:
-    """Every poll block of a model: defaults from the map, `values` encoded over them."""
-    rm = RegisterMap.for_model(model)
-    words: dict[tuple[str, int], int] = {}
-    for table, segments in rm.raw_block_layout().items():
-        for seg in segments:
-            for i, w in enumerate(seg.values):
-                words[(table, seg.start + i)] = w
-    for key, value in (values or {}).items():
-        p = rm.point(key)
-        for i, w in enumerate(rm.encode_value(key, value)):
-            words[(p.table, p.address + i)] = w
-    return {
-        (b.table, b.start): [words.get((b.table, b.start + i), 0) for i in range(b.count)]
-        for b in rm.poll_blocks
-    }
-
-
-def reading(
-    inverter: Inverter,
-    values: Mapping[str, Any] | None = None,
-    *,
-    hourly: bool = False,
-    model: str | None = None,
-) -> protocol.DeviceReading:
-    """What a gateway uploads for one inverter (the hourly block only when `hourly`)."""
-    model = model or inverter.model
-    rm = RegisterMap.for_model(model)
-    image = register_image(model, values)
-    blocks = tuple(
-        protocol.Block(b.table, b.start, tuple(image[(b.table, b.start)]))
-        for b in rm.poll_blocks
-        if hourly or b.interval_s < 3600
-    )
-    return protocol.DeviceReading(inverter.modbus_address, inverter.serial_number, model, blocks)
-
-
-def telemetry(seq: int, ts_ms: int, *readings: protocol.DeviceReading) -> bytes:
-    return protocol.TelemetryMessage(seq, ts_ms, tuple(readings)).encode()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class Publisher:
-    """A gateway-like paho client that publishes QoS 1 and waits for the broker's PUBACKs."""
-
-    def __init__(self, broker: protocol.BrokerAddress, client_id: str = "test-publisher"):
-        self.client = protocol.make_client(client_id, broker, persistent=False)
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        protocol.connect_client(self.client, broker, persistent=False)
-        self.client.loop_start()
-        self.infos: list[mqtt.MQTTMessageInfo] = []
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        self.infos.append(self.client.publish(topic, payload, qos=1, retain=retain))
-
-    def telemetry(self, gateway: Gateway, payload: bytes) -> None:
-        self.publish(protocol.topic(gateway.serial_number, protocol.TELEMETRY), payload)
-
-    def flush(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        for info in self.infos:
-            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-        assert all(i.is_published() for i in self.infos), "broker did not acknowledge"
-        self.infos.clear()
-
-    def close(self) -> None:
-        self.flush()
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@contextlib.contextmanager
-def publisher(broker: protocol.BrokerAddress, client_id: str = "test-publisher"):
-    pub = Publisher(broker, client_id)
-    try:
-        yield pub
-    finally:
-        pub.close()
-
-
-@contextlib.contextmanager
-def running_ingest(broker: protocol.BrokerAddress, client_id: str = "test-ingest", **kwargs):
-    """IngestService in a thread of this process; stopped (and its DB connection closed)."""
-    kwargs.setdefault("flush_interval", 0.1)
-    service = IngestService(broker, client_id=client_id, log_interval=3600, **kwargs)
-    thread = run_in_thread(service)
-    try:
-        wait_for(service.connected.is_set, 10, "ingest to connect")
-        yield service
-    finally:
-        service.stop()
-        thread.join(15)
-        assert not thread.is_alive(), "ingest did not stop"
-
-
-def settled(service: IngestService, messages: int) -> Callable[[], bool]:
-    """True once `messages` messages went through a committed batch."""
-    return lambda: service.counters.committed >= messages
-
-
-@pytest.fixture
-def clean_samples(transactional_db):
-    """The partitioned sample table is raw SQL, so Django's flush does not empty it."""
-    with connection.cursor() as cur:
-        cur.execute("TRUNCATE inverters_sample")
-    yield
+from tests.services import (
+    BASE_DIR,
+    SHIPPED_CONF,
+    Mosquitto,
+    database_url,
+    needs_mosquitto,
+    wait_for,
+)
 
 
 def ingest_subprocess(broker_url: str, client_id: str, log: Path) -> subprocess.Popen:
     """`manage.py ingest` against the test database, as production runs it."""
     env = {
         **os.environ,
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": database_url(),
         "MQTT_URL": broker_url,
         "DJANGO_SETTINGS_MODULE": "matricloud.settings",
     }
@@ -348,18 +85,6 @@ def ingest_subprocess(broker_url: str, client_id: str, log: Path) -> subprocess.
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-
-
-def _test_database_url() -> str:
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    options = db.get("OPTIONS", {})
-    # A socket directory may come as HOST or, from a `?host=` URL, as OPTIONS["host"].
-    host = db.get("HOST") or options.get("host") or "127.0.0.1"
-    port = db.get("PORT") or options.get("port") or 5432
-    if host.startswith("/"):
-        return f"postgresql://{auth}@/{db['NAME']}?host={host}&port={port}"
-    return f"postgresql://{auth}@{host}:{port}/{db['NAME']}"
 
 
 # ---------------------------------------------------------------------------------------------

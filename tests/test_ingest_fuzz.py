@@ -11,27 +11,21 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from gateways import protocol
-from inverters.registermap import RegisterMap
+from devices import protocol
+from devices.registermap import RegisterMap
 from inverters.telemetry import RejectedMessage, sample_counts
-from tests import test_ingest
-from tests.test_ingest import (
+from tests.ingest_helpers import (
     SML,
     TH,
     make_fleet,
-    needs_mosquitto,
     now_ms,
     publisher,
     reading,
     running_ingest,
     settled,
     telemetry,
-    wait_for,
 )
-
-mosquitto_factory = test_ingest.mosquitto_factory  # shared fixtures
-mosquitto = test_ingest.mosquitto
-clean_samples = test_ingest.clean_samples
+from tests.services import needs_mosquitto, wait_for
 
 N = 1000
 GW, INV = "GWFUZZ00000", "GWFUZZ00000I1"  # what make_fleet(prefix="GWFUZZ") creates

@@ -9,7 +9,7 @@ from pymodbus.pdu.register_message import (
     WriteMultipleRegistersResponse,
 )
 
-from gateways import modbus_frames as frames
+from devices import modbus_frames as frames
 
 SERVER = FramerRTU(DecodePDU(is_server=True))
 

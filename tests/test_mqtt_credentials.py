@@ -23,12 +23,9 @@ from gateways.models import Gateway
 from matricloud.demo import PORTAL_USER, prepare_demo_devices
 from simulator.cli import add_arguments, hide_password
 from simulator.control import CONTROL_TOPIC
-from tests import test_ingest
 from tests.factories import CompanyFactory
 from tests.mqtt_peer import Peer
-from tests.test_ingest import needs_mosquitto, wait_for
-
-mosquitto_factory = test_ingest.mosquitto_factory  # shared fixture
+from tests.services import Mosquitto, needs_mosquitto, wait_for
 
 SECRET = "s3cret-Broker-pw"
 
@@ -49,7 +46,7 @@ def write(*args: str) -> str:
     return out.getvalue()
 
 
-def reload(broker: test_ingest.Mosquitto, *args: str) -> str:
+def reload(broker: Mosquitto, *args: str) -> str:
     """`write` with --sighup, returning once Mosquitto has read the files again."""
     reloads = broker.log().count("Reloading config")
     output = write(*args, "--sighup", str(broker.proc.pid))
@@ -198,7 +195,7 @@ def test_simulator_start_line_and_logs_hide_the_broker_password(
 
     monkeypatch.setenv("MQTT_URL", url)
     parser = argparse.ArgumentParser()
-    add_arguments(parser, with_db=True)
+    add_arguments(parser)
     assert SECRET not in parser.format_help()
 
 

@@ -11,9 +11,9 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateways.models import RemoteOperation
-from gateways.remote import OperationRefused, write_registers
-from inverters.registermap import RegisterMap, RegisterValueError
+from devices.registermap import RegisterMap, RegisterValueError
+from maintenance.models import RemoteOperation
+from maintenance.remote import OperationRefused, write_registers
 from tests.factories import GatewayFactory, InverterFactory, RemoteOperationFactory, SiteFactory
 
 pytestmark = pytest.mark.django_db
@@ -137,7 +137,9 @@ def test_the_register_map_refuses_huge_numbers_in_words(value):
 
 def test_the_service_refuses_a_huge_number(tenants, inverter):
     with pytest.raises(OperationRefused):
-        write_registers(tenants.helios_admin, inverter, {"active_power_limit": Decimal("1e9999")})
+        write_registers(
+            inverter, {"active_power_limit": Decimal("1e9999")}, acting_user=tenants.helios_admin
+        )
 
 
 def test_reversed_and_impossible_dates_are_form_errors(admin):

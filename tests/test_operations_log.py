@@ -4,6 +4,8 @@ downloaded as CSV, opened in detail with its live state."""
 import csv
 import datetime as dt
 import io
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,10 +14,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
 from guardian.shortcuts import assign_perm
+from openpyxl import load_workbook
 
-from gateways.models import OperationKind, OperationState
+from accounts.tables import UserTable
+from maintenance.models import OperationKind, OperationState, RemoteOperation
+from maintenance.tables import OperationTable
+from tests.browser import CHROMIUM, sign_in
 from tests.factories import GatewayFactory, RemoteOperationFactory, SiteFactory
 from tests.permission_matrix import Expect, assert_matrix
+from ui.models import TablePreference
+from ui.tables import chosen_columns
 
 pytestmark = pytest.mark.django_db
 
@@ -124,12 +132,24 @@ def csv_rows(response):
 # --- Permissions ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", [LIST_URL, CSV_URL])
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param(LIST_URL, marks=pytest.mark.matrix("maintenance:operations")),
+        pytest.param(CSV_URL, marks=pytest.mark.matrix("maintenance:operations_csv")),
+    ],
+)
 def test_permission_matrix_of_the_log_and_its_download(tenants, client_for, log, url):
     assert_matrix(tenants, client_for, url, Expect.tenant_wide(admin=200, om=200, owner=403))
 
 
-@pytest.mark.parametrize("make_url", [detail_url, state_url])
+@pytest.mark.parametrize(
+    "make_url",
+    [
+        pytest.param(detail_url, marks=pytest.mark.matrix("maintenance:operation")),
+        pytest.param(state_url, marks=pytest.mark.matrix("maintenance:operation_state")),
+    ],
+)
 def test_permission_matrix_of_one_operation(tenants, client_for, log, make_url):
     # The SunFix site is granted to the owner: they see the record, but may not open it.
     assert_matrix(tenants, client_for, make_url(log.sunfix_write), Expect())
@@ -194,7 +214,7 @@ def test_a_sub_company_sees_only_its_subtree(tenants, client_for, log):
     response = client_for(tenants.sunfix_om).get(LIST_URL)
     assert rows(response) == [log.sunfix_scan, log.sunfix_write]
     _, *data = csv_rows(client_for(tenants.sunfix_om).get(CSV_URL))
-    assert [row[2] for row in data] == ["GWSUN0001", "INVSUN0001"]
+    assert [row[3] for row in data] == ["GWSUN0001", "INVSUN0001"]
     sites = [str(choice[1]) for choice in response.context["filter_form"].fields["site"].choices]
     assert "SunFix Barn" in sites and "Helios Roof" not in sites
 
@@ -210,7 +230,7 @@ def test_htmx_pagination_renders_only_the_table(tenants, client_for, log):
     response = client_for(tenants.helios_admin).get(LIST_URL, headers=HTMX_TABLE)
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="operation-table"')
-    assert "<form" not in html
+    assert 'name="date_from"' not in html  # no filter form: only the table and its actions
 
 
 def test_empty_log_and_no_match_messages(tenants, client_for):
@@ -328,16 +348,16 @@ def test_csv_has_a_header_and_the_filtered_rows_of_every_page(tenants, client_fo
     header, *data = csv_rows(response)
     assert header == [
         "Time",
+        "State",
         "Type",
         "Device SN",
-        "Site",
-        "Gateway",
-        "User",
         "Operation",
         "Before",
         "After",
-        "State",
         "Error",
+        "Site",
+        "Gateway",
+        "User",
         "Command ID",
         "Sent",
         "Finished",
@@ -346,16 +366,16 @@ def test_csv_has_a_header_and_the_filtered_rows_of_every_page(tenants, client_fo
     write = next(row for row in data if row[11] == log.sunfix_write.command_id)
     assert write[:11] == [
         "2025-03-04 16:30:00+00:00",
+        "Failed",
         "Operating mode",
         "INVSUN0001",
-        "SunFix Barn",
-        "GWSUN0001",
-        "admin@sunfix.example",
         "Work mode → TOU Mode",
         "WorkMode: Self-use; ChargeCurrentLimit: 50 A",
         "WorkMode: TOU Mode; ChargeCurrentLimit: 60 A",
-        "Failed",
         "Gateway answered with Modbus exception 2",
+        "SunFix Barn",
+        "GWSUN0001",
+        "admin@sunfix.example",
     ]
 
 
@@ -364,17 +384,17 @@ def test_csv_is_scoped_and_localised(tenants, client_for, log):
     tenants.nordlicht_admin.time_zone = "Europe/Berlin"
     tenants.nordlicht_admin.save()
     header, *data = csv_rows(client_for(tenants.nordlicht_admin).get(CSV_URL))
-    assert header[:4] == ["Zeit", "Typ", "Geräte-SN", "Anlage"]
-    assert header[6] == "Vorgang"
-    assert [row[2] for row in data] == ["INVNOR0001"]
+    assert header[:5] == ["Zeit", "Status", "Typ", "Geräte-SN", "Vorgang"]
+    assert header[8] == "Anlage"
+    assert [row[3] for row in data] == ["INVNOR0001"]
     assert data[0][0] == "2025-03-05 10:00:00+01:00"
-    assert data[0][1] == "Register lesen" and data[0][9] == "Erfolgreich"
+    assert data[0][2] == "Register lesen" and data[0][1] == "Erfolgreich"
 
 
 def test_csv_keeps_spreadsheet_formulas_inert(tenants, client_for, log):
     RemoteOperationFactory(gateway=log.helios_gw, summary="=HYPERLINK(1)")
     _, *data = csv_rows(client_for(tenants.helios_admin).get(CSV_URL, {"kind": "read"}))
-    assert "'=HYPERLINK(1)" in [row[6] for row in data]
+    assert "'=HYPERLINK(1)" in [row[4] for row in data]
 
 
 # --- One operation --------------------------------------------------------------------------
@@ -465,3 +485,191 @@ def test_the_values_refresh_when_the_operation_finishes(tenants, client_for, log
     ).content.decode()
     assert partial.lstrip().startswith('<div id="operation-values"')
     assert "TOU Mode" in partial and "operation-finished" not in partial
+
+
+# --- Columns the user chooses, and downloads of the selected rows ----------------------------
+
+DEFAULT_COLUMNS = ["created_at", "state", *OperationTable.default_columns()]
+
+
+def columns(response):
+    return response.context["table"].visible_columns
+
+
+def xlsx_rows(response):
+    assert response["Content-Type"].startswith(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    body = b"".join(response.streaming_content)
+    sheet = load_workbook(io.BytesIO(body), read_only=True).active
+    return [
+        ["" if value is None else value for value in row]
+        for row in sheet.iter_rows(values_only=True)
+    ]
+
+
+def test_the_log_shows_every_column_until_the_user_chooses(tenants, client_for, log):
+    response = client_for(tenants.helios_admin).get(LIST_URL)
+    assert columns(response) == DEFAULT_COLUMNS
+    html = response.content.decode()
+    # Time and State are always shown; every other column of the page can be hidden.
+    assert re.search(r'value="state" id="operation-table-column-state" checked disabled', html)
+    assert re.search(r'value="site" id="operation-table-column-site" checked>', html)
+    assert 'id="operation-table-column-command_id"' not in html  # only in downloads
+
+
+def test_the_column_choice_is_kept_for_the_user_and_this_table(tenants, client_for, log):
+    admin = client_for(tenants.helios_admin)
+    response = admin.post(f"{LIST_URL}?state=failed", {"columns": ["site", "error"]})
+    assert response.status_code == 302 and response["Location"] == f"{LIST_URL}?state=failed"
+
+    chosen = ["created_at", "state", "error", "site"]
+    assert columns(admin.get(LIST_URL)) == chosen
+    # After signing in again (a new session) the choice still applies …
+    assert columns(client_for(tenants.helios_admin).get(LIST_URL)) == chosen
+    # … to this user only, and to this table only.
+    assert columns(client_for(tenants.helios_om).get(LIST_URL)) == DEFAULT_COLUMNS
+    assert chosen_columns(tenants.helios_admin, OperationTable) == ["error", "site"]
+    assert chosen_columns(tenants.helios_admin, UserTable) is None
+    client_for(tenants.helios_admin).post(
+        reverse("accounts:company_users", args=[tenants.sunfix.pk]), {"columns": ["email"]}
+    )
+    assert columns(admin.get(LIST_URL)) == chosen
+
+    # Reset brings the defaults back.
+    admin.post(LIST_URL, {"reset": "1"})
+    assert columns(admin.get(LIST_URL)) == DEFAULT_COLUMNS
+
+
+def test_the_chooser_answers_htmx_with_the_table_and_fresh_actions(tenants, client_for, log):
+    response = client_for(tenants.helios_om).post(
+        f"{LIST_URL}?kind=mode", {"columns": ["device_serial"]}, headers=HTMX_TABLE
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="operation-table"')
+    assert columns(response) == ["created_at", "state", "device_serial"]
+    assert rows(response) == [log.sunfix_write]
+    assert 'id="operation-table-actions"' in html and 'hx-swap-oob="true"' in html
+    assert "kind=mode&amp;export=csv" in html
+
+
+def test_a_download_has_the_columns_the_user_sees_and_the_download_only_ones(
+    tenants, client_for, log
+):
+    admin = client_for(tenants.helios_admin)
+    admin.post(LIST_URL, {"columns": ["device_serial", "site"]})
+    header, *data = csv_rows(admin.get(LIST_URL, {"export": "csv", "kind": "mode"}))
+    assert header == ["Time", "State", "Device SN", "Site", "Command ID", "Sent", "Finished"]
+    assert data == [
+        [
+            "2025-03-04 16:30:00+00:00",
+            "Failed",
+            "INVSUN0001",
+            "SunFix Barn",
+            log.sunfix_write.command_id,
+            "",
+            "",
+        ]
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_download_holds_exactly_the_filtered_rows_of_every_page(tenants, client_for, log, fmt):
+    RemoteOperationFactory.create_batch(30, gateway=log.sunfix_gw, device_serial="INVSUN0002")
+    RemoteOperationFactory.create_batch(
+        3, gateway=log.sunfix_gw, device_serial="INVSUN0003", state=OperationState.FAILED
+    )
+    # A foreign tenant's operation that the filters would match.
+    RemoteOperationFactory(gateway=log.nordlicht_gw, device_serial="INVSUN0009")
+    params = {"sn": "invsun", "state": "succeeded", "sort": "-created_at", "page": "2"}
+    client = client_for(tenants.helios_admin)
+    assert client.get(LIST_URL, params).context["table"].paginator.count == 30
+
+    response = client.get(LIST_URL, {**params, "export": fmt})
+    assert response.status_code == 200
+    assert re.fullmatch(
+        rf'attachment; filename="operations-\d{{8}}\.{fmt}"', response["Content-Disposition"]
+    )
+    header, *data = csv_rows(response) if fmt == "csv" else xlsx_rows(response)
+    expected = list(
+        RemoteOperation.objects.filter(
+            company__in=[tenants.helios, tenants.sunfix],
+            device_serial__icontains="invsun",
+            state=OperationState.SUCCEEDED,
+        )
+        .order_by("-created_at", "-id")
+        .values_list("command_id", flat=True)
+    )
+    assert len(expected) == 30
+    assert [row[header.index("Command ID")] for row in data] == expected
+    assert {row[header.index("State")] for row in data} == {"Succeeded"}
+
+
+def test_the_download_address_gives_the_csv_of_the_list(tenants, client_for, log):
+    client = client_for(tenants.helios_admin)
+    params = {"kind": "read"}
+    by_address = csv_rows(client.get(CSV_URL, params))
+    by_list = csv_rows(client.get(LIST_URL, {**params, "export": "csv"}))
+    assert by_address == by_list and len(by_address) == 2
+    assert client.post(CSV_URL, {"columns": ["site"]}).status_code == 405
+    assert not TablePreference.objects.exists()
+
+
+def test_a_poll_leaves_the_page_actions_alone(tenants, client_for, log):
+    """The block fetching itself while a row is pending gets the table only; a sort or a page
+    change gets the actions too, since their download links follow the query."""
+    RemoteOperationFactory(gateway=log.helios_gw, state=OperationState.QUEUED, after={})
+    client = client_for(tenants.helios_om)
+    poll = client.get(LIST_URL, headers={**HTMX_TABLE, "HX-Trigger": "operation-table"})
+    html = poll.content.decode()
+    assert html.lstrip().startswith('<div id="operation-table"') and POLLING in html
+    assert "hx-swap-oob" not in html
+    sorted_again = client.get(LIST_URL, {"sort": "site"}, headers=HTMX_TABLE)
+    assert "hx-swap-oob" in sorted_again.content.decode()
+
+
+def test_the_download_links_keep_the_filters_and_the_sort(tenants, client_for, log):
+    html = client_for(tenants.helios_admin).get(
+        LIST_URL, {"state": "failed", "sort": "site", "page": "1"}
+    )
+    links = re.findall(r'href="([^"]*export=[^"]*)"', html.content.decode())
+    assert len(links) == 2
+    for link in links:
+        assert "state=failed" in link and "sort=site" in link and "page=" not in link
+    # Filtering again keeps the sort.
+    assert '<input type="hidden" name="sort" value="site">' in html.content.decode()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+@pytest.mark.django_db(transaction=True)
+def test_in_a_browser_the_chooser_stays_open_while_the_log_polls(page, tenants, log):
+    RemoteOperationFactory(
+        gateway=log.helios_gw,
+        device_serial="INVHEL0001",
+        user=tenants.helios_om,
+        kind=OperationKind.WRITE,
+        summary="Battery charge limit → 95 %",
+        state=OperationState.SENT,
+        after={},
+    )
+    site = page.locator("#operation-table th", has_text="Site")
+    sign_in(page, tenants.helios_om.email)
+    page.goto(LIST_URL)
+    assert site.count() == 1
+
+    page.click("#operation-table-columns-toggle")
+    # The pending row makes the table fetch itself again; the open chooser stays open.
+    with page.expect_response(
+        lambda response: response.request.headers.get("hx-trigger") == "operation-table"
+    ):
+        pass
+    page.wait_for_timeout(300)
+    assert page.is_visible("#operation-table-actions .column-chooser")
+    page.uncheck("#operation-table-column-site")
+    page.click("#operation-table-actions button:has-text('Confirm')")
+    site.wait_for(state="detached")
+    page.reload()
+    page.wait_for_selector("#operation-table table")
+    assert site.count() == 0

@@ -5,6 +5,8 @@ operation."""
 
 import datetime as dt
 import json
+import re
+from html import unescape
 from types import SimpleNamespace
 
 import pytest
@@ -15,9 +17,13 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from guardian.shortcuts import assign_perm
 
-from gateways.models import OperationKind, OperationState, RemoteOperation
-from inverters.models import Inverter
-from tests.factories import GatewayFactory, RemoteOperationFactory, SiteFactory
+from maintenance.models import OperationKind, OperationState, RemoteOperation
+from tests.factories import (
+    GatewayFactory,
+    InverterFactory,
+    RemoteOperationFactory,
+    SiteFactory,
+)
 from tests.permission_matrix import Expect, assert_matrix
 
 pytestmark = pytest.mark.django_db
@@ -37,18 +43,6 @@ def _default_language_and_time_zone_afterwards():
     timezone.deactivate()
 
 
-def make_inverter(gateway, serial, model=TH, name=""):
-    return Inverter.objects.create(
-        serial_number=serial,
-        name=name,
-        model=model,
-        gateway=gateway,
-        modbus_address=1,
-        company=gateway.company,
-        site=gateway.site,
-    )
-
-
 @pytest.fixture
 def fleet(tenants):
     """An inverter at a Helios site, one at a SunFix site granted to the SunFix owner, and one
@@ -63,9 +57,9 @@ def fleet(tenants):
         serial_number="GWNOR0001", site=SiteFactory(company=tenants.nordlicht, name="Nord Hall")
     )
     return SimpleNamespace(
-        helios=make_inverter(helios_gw, "INVHEL0001", name="Roof west"),
-        sunfix=make_inverter(sunfix_gw, "INVSUN0001", name="Barn"),
-        nordlicht=make_inverter(nordlicht_gw, "INVNOR0001"),
+        helios=InverterFactory(gateway=helios_gw, serial_number="INVHEL0001", name="Roof west"),
+        sunfix=InverterFactory(gateway=sunfix_gw, serial_number="INVSUN0001", name="Barn"),
+        nordlicht=InverterFactory(gateway=nordlicht_gw, serial_number="INVNOR0001"),
     )
 
 
@@ -125,15 +119,18 @@ def operation_on(inverter, **fields):
 # --- Permissions ----------------------------------------------------------------------------
 
 
+@pytest.mark.matrix("maintenance:parameters")
 def test_permission_matrix_of_the_page(tenants, client_for, fleet):
     assert_matrix(tenants, client_for, PAGE_URL, Expect.tenant_wide(admin=200, om=200, owner=403))
 
 
+@pytest.mark.matrix("maintenance:parameters")
 def test_permission_matrix_of_the_page_with_an_inverter(tenants, client_for, fleet):
     # The SunFix inverter is on a site granted to the owner: they see it, but may not open this.
     assert_matrix(tenants, client_for, page_url(fleet.sunfix), Expect())
 
 
+@pytest.mark.matrix("maintenance:parameter_read")
 def test_permission_matrix_of_read(tenants, client_for, fleet):
     assert_matrix(
         tenants,
@@ -147,6 +144,7 @@ def test_permission_matrix_of_read(tenants, client_for, fleet):
     assert RemoteOperation.objects.count() == 2  # the Helios admin's and O&M engineer's reads
 
 
+@pytest.mark.matrix("maintenance:parameter_write")
 def test_permission_matrix_of_write(tenants, client_for, fleet):
     url = write_url(fleet.sunfix, "tou_bat_from_grid_power")
     assert_matrix(tenants, client_for, url, Expect(), headers=HTMX_DIALOG)
@@ -162,6 +160,7 @@ def test_permission_matrix_of_write(tenants, client_for, fleet):
     assert RemoteOperation.objects.filter(kind=OperationKind.WRITE).count() == 2
 
 
+@pytest.mark.matrix("maintenance:parameter_value")
 def test_permission_matrix_of_the_value_cell(tenants, client_for, fleet):
     operation = operation_on(fleet.sunfix, state=OperationState.QUEUED)
     assert_matrix(tenants, client_for, value_url(operation, "grid_power_kw"), Expect())
@@ -235,14 +234,7 @@ def test_the_inverter_search_covers_sn_name_and_site(tenants, client_for, fleet,
 def test_the_inverter_list_is_paginated_and_swapped_alone(tenants, client_for, fleet):
     gateway = fleet.helios.gateway
     for n in range(12):
-        Inverter.objects.create(
-            serial_number=f"INVHEL1{n:03d}",
-            model=TH,
-            gateway=gateway,
-            modbus_address=n + 2,
-            company=gateway.company,
-            site=gateway.site,
-        )
+        InverterFactory(serial_number=f"INVHEL1{n:03d}", gateway=gateway, modbus_address=n + 2)
     client = client_for(tenants.helios_admin)
     assert len(client.get(PAGE_URL).context["inverter_page"]) == 10
     response = client.get(
@@ -662,14 +654,7 @@ def test_the_number_of_queries_does_not_grow(
         assert client.get(url).status_code == 200
     gateway = fleet.sunfix.gateway
     for n in range(15):
-        Inverter.objects.create(
-            serial_number=f"INVSUN1{n:03d}",
-            model=TH,
-            gateway=gateway,
-            modbus_address=n + 2,
-            company=gateway.company,
-            site=gateway.site,
-        )
+        InverterFactory(serial_number=f"INVSUN1{n:03d}", gateway=gateway, modbus_address=n + 2)
     for n in range(20):
         operation_on(fleet.sunfix, result=grid_power(n))
         operation_on(fleet.sunfix, state=OperationState.QUEUED, request={"keys": ["abf_pf"]})
@@ -678,3 +663,40 @@ def test_the_number_of_queries_does_not_grow(
         response = client.get(url)
     assert len(response.context["inverter_page"]) == 10
     assert cells(response)["grid_power_kw"].text == "19 kW"
+
+
+# --- Pagination -----------------------------------------------------------------------------
+
+
+def page_links(html):
+    return re.findall(r'class="page-link" href="\?([^"]+)"', unescape(html))
+
+
+def test_the_page_links_keep_the_inverter_and_the_searches(tenants, client_for, fleet):
+    gateway = fleet.helios.gateway
+    for n in range(12):
+        InverterFactory(serial_number=f"INVHEL1{n:03d}", gateway=gateway, modbus_address=n + 2)
+    client = client_for(tenants.helios_om)
+
+    # The inverter list: previous and next only, swapping the list alone.
+    html = client.get(
+        PAGE_URL, {"iq": "INVHEL", "ipage": 2}, headers={**HTMX_TABLE, "HX-Target": "inverter-list"}
+    ).content.decode()
+    assert "11–13 of 13" in html and 'hx-target="#inverter-list"' in html
+    assert page_links(html) == ["iq=INVHEL&ipage=1"]
+
+    # The parameters of one inverter: numbered pages, swapping the table alone.
+    url = page_url(fleet.sunfix, mode="group", group="TOU", iq="INVHEL")
+    html = client.get(url, headers=HTMX_TABLE).content.decode()
+    assert "1–25 of 48" in html and 'hx-target="#parameter-table"' in html
+    links = page_links(html)
+    assert links and all(
+        f"inverter={fleet.sunfix.pk}" in link
+        and "mode=group" in link
+        and "group=TOU" in link
+        and "iq=INVHEL" in link
+        for link in links
+    )
+    assert {link.rsplit("page=", 1)[1] for link in links} == {"2"}
+    # A disabled item (no previous page) is text, not a link.
+    assert '<li class="page-item disabled"><span class="page-link">' in html

@@ -16,8 +16,13 @@ from PIL import Image
 
 from accounts.models import Company, CompanyType, Role, User, VerificationCode
 from accounts.registration import linked_assets
-from sites.models import Site
-from tests.factories import DEMO_PASSWORD, CompanyFactory, UserFactory, profile_form_data
+from tests.factories import (
+    DEMO_PASSWORD,
+    CompanyFactory,
+    SiteFactory,
+    UserFactory,
+    profile_form_data,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,20 +46,6 @@ def image_file(name="me.png", image_format="PNG", size=(64, 64)) -> SimpleUpload
 def emailed_code(email) -> str:
     message = [m for m in mail.outbox if email in m.to][-1]
     return re.search(r"\b(\d{6})\b", message.body).group(1)
-
-
-def make_site(company, name="Villa Rossi PV") -> Site:
-    return Site.objects.create(
-        company=company,
-        name=name,
-        address="Via Roma 1, Milano",
-        country="IT",
-        latitude="45.464200",
-        longitude="9.190000",
-        time_zone="Europe/Rome",
-        capacity_kwp="9.80",
-        tariff_per_kwh="0.2500",
-    )
 
 
 # --- Profile ----------------------------------------------------------------------------------
@@ -455,7 +446,7 @@ def test_last_administrator_is_refused(client_for, tenants):
 
 
 def test_owner_with_a_granted_site_is_refused(client_for, tenants):
-    site = make_site(tenants.sunfix)
+    site = SiteFactory(company=tenants.sunfix)
     assign_perm("pv_sites.view_site", tenants.owner, site)
     assert linked_assets(tenants.owner) == [
         "1 site is still granted to or owned by your account. Ask your installer to unlink it."
@@ -471,8 +462,7 @@ def test_owner_with_a_granted_site_is_refused(client_for, tenants):
 def test_last_user_of_a_company_with_sites_is_refused(tenants):
     company = CompanyFactory(type=CompanyType.OWNER, superior=tenants.sunfix, name="Casa Verdi")
     solo = UserFactory(company=company, role=Role.OWNER)
-    make_site(company)
-    make_site(company, name="Garage PV")
+    SiteFactory.create_batch(2, company=company)
     assert linked_assets(solo) == ["Casa Verdi still has 2 sites and you are its last user."]
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateways import protocol as p
+from devices import protocol as p
 
 GOOD_TS = 1_764_000_000_000
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymodbus.client.mixin import ModbusClientMixin
 
-from inverters.registermap import (
+from devices.registermap import (
     FAULT_LEVELS,
     MAP_DIR,
     MAX_BLOCK_REGISTERS,
@@ -786,9 +786,73 @@ def test_check_command_reports_a_bad_file(tmp_path, capsys):
 
 
 def test_shipped_files_are_found_relative_to_the_module():
-    assert MAP_DIR == Path(__file__).resolve().parents[1] / "inverters" / "registermaps"
+    assert MAP_DIR == Path(__file__).resolve().parents[1] / "devices" / "registermaps"
     assert {p.name for p in MAP_DIR.glob("*.yaml")} >= {
         "ech-sml-eu.yaml",
         "ech-th-eu.yaml",
         "fault-codes.yaml",
     }
+
+
+# ---- user-visible texts ------------------------------------------------------------------
+
+#: Provenance and implementation remarks belong in a point's or model's `note`, never in
+#: the texts installers read on the Parameters page or in the alarm details.
+MAINTAINER_WORDS = re.compile(
+    r"guide|sample value|evcc|public fact|reference layout|as shown in|table 6-|origin"
+    r"|\[0x|\b[us](?:16|32)\b|rollup",
+    re.IGNORECASE,
+)
+
+
+def _user_texts(m: RegisterMap) -> list[tuple[str, str]]:
+    texts = [(f"model {m.model_name}", m.model.description)]
+    for p in m.points.values():
+        texts.append((p.key, p.description))
+        texts += [(f"{p.key} option {o.key}", o.label) for o in p.enum or ()]
+        texts += [(f"{p.key} flag {f.key}", f.label) for f in p.flags or ()]
+    texts += [(f"constraint {c.left} {c.op} {c.right}", c.message) for c in m.spec.constraints]
+    return texts
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Number of input registers the firmware reports (guide sample value 60).",
+        "Battery voltage. Public fact: evcc template chint-ech-hybrid (tested on ECH10K-TH-EU).",
+        "Address as shown in the guide's Settings page [0X0700/1792].",
+        "Operating mode (Table 6-3).",
+        "Firmware version; the address is the reference layout.",
+        "Use grid_import_energy_total (0.1 kWh, u32) for rollups.",
+        "Lifetime PV yield (counter used for energy rollups).",
+    ],
+)
+def test_maintainer_words_are_recognised(text):
+    assert MAINTAINER_WORDS.search(text)
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_user_visible_map_texts_carry_no_maintainer_notes(model):
+    m = RegisterMap.for_model(model)
+    found = [f"{where}: {text}" for where, text in _user_texts(m) if MAINTAINER_WORDS.search(text)]
+    assert found == [], "move these remarks to `note`"
+
+
+def test_user_visible_fault_code_texts_carry_no_maintainer_notes():
+    found = [
+        f"{c.code}: {text}"
+        for c in load_fault_codes()
+        for text in (c.text, c.description)
+        if MAINTAINER_WORDS.search(text)
+    ]
+    assert found == [], "fault codes are shown in the alarm list and details"
+
+
+def test_provenance_is_kept_in_the_notes():
+    th = RegisterMap.for_model("ECH10K-TH-EU")
+    assert "[0X0700/1792]" in th.point("grid_power_kw").note
+    assert "evcc" in th.point("batt_voltage").note and "evcc" in th.model.note
+    assert "rollups" in th.point("grid_total_sell_energy").note
+    sml = RegisterMap.for_model("ECH6K-SML-EU")
+    assert "assumed for this family" in sml.point("batt_soc").note
+    assert th.point("batt_power").note == ""

@@ -176,6 +176,7 @@ def test_a_superuser_is_above_every_administrator(tenants, client_for):
     assert client_for(tenants.helios_admin).post(reset_url(operator)).status_code == 403
 
 
+@pytest.mark.matrix("accounts:user_edit", "accounts:user_reset_password")
 def test_user_pages_of_an_administrator_in_the_matrix(tenants, client_for):
     admin = tenants.sunfix_admin
     page = Expect(admin=200, om=403, owner=404)

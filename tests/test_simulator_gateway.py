@@ -20,15 +20,16 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterRequest,
 )
 
-from gateways import protocol
-from gateways.protocol import Command, Reply, StatusMessage, TelemetryMessage
-from inverters.registermap import RegisterMap
+from devices import protocol
+from devices.protocol import Command, Reply, StatusMessage, TelemetryMessage
+from devices.registermap import RegisterMap
+from matricloud.fleet_file import write_fleet_file
 from simulator.clock import SimClock
 from simulator.environment import Site
 from simulator.fleet import Fleet, FleetThread
 from simulator.gateway import GatewayOptions
 from simulator.mqtt import MqttHub
-from simulator.sources import GatewaySpec, InverterSpec, specs_from_db
+from simulator.sources import GatewaySpec, InverterSpec, specs_from_file
 
 BROKER = "mqtt://127.0.0.1:1883?version=311"
 NOON = datetime(2026, 6, 21, 10, 0, tzinfo=UTC).timestamp()
@@ -390,12 +391,12 @@ def test_credentials_give_each_gateway_its_serial_as_username():
 
 
 @pytest.mark.django_db
-def test_demo_fleet_is_created_once_and_feeds_the_simulator(tenants):
+def test_demo_fleet_is_created_once_and_feeds_the_simulator(tenants, tmp_path):
     from guardian.shortcuts import get_objects_for_user
 
     from gateways.models import Gateway
     from inverters.models import Inverter
-    from simulator.demo_fleet import ensure_demo_fleet
+    from matricloud.demo_fleet import ensure_demo_fleet
     from sites.models import Site as SiteModel
 
     first = ensure_demo_fleet()
@@ -417,7 +418,9 @@ def test_demo_fleet_is_created_once_and_feeds_the_simulator(tenants):
         "CPS 4G Kit",
         "CPS ETH Kit",
     }
-    specs = specs_from_db()
+    fleet = tmp_path / "fleet.json"
+    assert write_fleet_file(fleet) == 17
+    specs = specs_from_file(fleet)
     assert len(specs) == 17
     by_serial = {inv.serial: inv for spec in specs for inv in spec.inverters}
     for fault in first["faults"]:

@@ -11,12 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
-from django.test import override_settings
 from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
 
-from inverters.registermap import MAP_DIR, RegisterMap
+from devices.registermap import MAP_DIR, RegisterMap
 from simulator.bus import BusClient, BusServer, BusTimeout
 from simulator.clock import SimClock
 from simulator.inverter import SimulatedInverter, serve_standalone, server_port
@@ -221,19 +219,15 @@ def test_standalone_inverter_answers_on_its_port():
 
 
 def test_manage_py_simulate_inverter_serves_modbus_tcp():
-    apps = list(django_settings.INSTALLED_APPS)
-    if "simulator" not in apps and "simulator.apps.SimulatorConfig" not in apps:
-        apps.append("simulator")
     port = free_port()
-    with override_settings(INSTALLED_APPS=apps):
-        thread = threading.Thread(
-            target=call_command,
-            args=("simulate", "--inverter", "ECH6K-SML-EU", "--modbus-port", str(port)),
-            kwargs={"duration": 3},
-            daemon=True,
-        )
-        thread.start()
-        try:
-            assert read_model(port) == "ECH6K-SML-EU"
-        finally:
-            thread.join(15)
+    thread = threading.Thread(
+        target=call_command,
+        args=("simulate", "--inverter", "ECH6K-SML-EU", "--modbus-port", str(port)),
+        kwargs={"duration": 3},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        assert read_model(port) == "ECH6K-SML-EU"
+    finally:
+        thread.join(15)

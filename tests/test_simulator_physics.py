@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from inverters.registermap import RegisterMap, load_fault_codes
+from devices.registermap import RegisterMap, load_fault_codes
 from simulator.clock import SimClock
 from simulator.environment import Site
 from simulator.inverter import SimulatedInverter

@@ -31,7 +31,6 @@ pytestmark = pytest.mark.django_db
 PROFILE_URL = reverse("accounts:profile")
 MB = 1024 * 1024
 GPS = ExifTags.IFD.GPSInfo
-FILE_URLS = {"avatar", "logo", "site_picture"}
 
 
 def image_bytes(
@@ -403,48 +402,50 @@ def stored(tenants):
     return SimpleNamespace(granted=granted, hidden=hidden)
 
 
-def test_every_file_url_is_in_the_matrix():
-    from matricloud.files import urlpatterns
-
-    assert {pattern.name for pattern in urlpatterns} == FILE_URLS
-
-
+@pytest.mark.matrix("files:avatar")
 def test_avatar_of_another_user(tenants, client_for, stored):
     # Owners see no other user, so not their avatar either.
     url = tenants.sunfix_om.avatar_url
     assert_matrix(tenants, client_for, url, Expect(admin=200, om=200, owner=404))
 
 
+@pytest.mark.matrix("files:avatar")
 def test_own_avatar(tenants, client_for, stored):
     url = tenants.owner.avatar_url
     assert_matrix(tenants, client_for, url, Expect(admin=200, om=200, owner=200))
 
 
+@pytest.mark.matrix("files:logo")
 def test_logo_of_the_own_company(tenants, client_for, stored):
     url = tenants.sunfix.logo_url
     assert_matrix(tenants, client_for, url, Expect(admin=200, om=200, owner=200))
 
 
+@pytest.mark.matrix("files:logo")
 def test_logo_of_a_company_above_the_owner(tenants, client_for, stored):
     url = tenants.helios.logo_url
     assert_matrix(tenants, client_for, url, Expect(admin=200, om=200, owner=404))
 
 
+@pytest.mark.matrix("files:logo")
 def test_logo_of_a_company_above_the_user(tenants, client_for, stored):
     url = tenants.platform.logo_url
     assert_matrix(tenants, client_for, url, Expect(admin=404, om=404, owner=404))
 
 
+@pytest.mark.matrix("files:site_picture")
 def test_picture_of_a_granted_site(tenants, client_for, stored):
     url = stored.granted.picture_url
     assert_matrix(tenants, client_for, url, Expect(admin=200, om=200, owner=200))
 
 
+@pytest.mark.matrix("files:site_picture")
 def test_picture_of_a_site_not_granted(tenants, client_for, stored):
     url = stored.hidden.picture_url
     assert_matrix(tenants, client_for, url, Expect(admin=200, om=200, owner=404))
 
 
+@pytest.mark.matrix("files:logo")
 def test_the_foreign_tenant_sees_its_own_files(tenants, client_for, stored):
     url = tenants.nordlicht.logo_url
     # Nordlicht's owner belongs to Nordlicht, so sees its logo.
@@ -454,6 +455,7 @@ def test_the_foreign_tenant_sees_its_own_files(tenants, client_for, stored):
     assert_matrix(tenants, client_for, url, expect)
 
 
+@pytest.mark.matrix("files:avatar", "files:logo")
 def test_users_and_companies_without_files(tenants, client_for):
     for url in (
         reverse("files:avatar", args=[tenants.owner.pk]),
@@ -462,6 +464,7 @@ def test_users_and_companies_without_files(tenants, client_for):
         assert_matrix(tenants, client_for, url, Expect(admin=404, om=404, owner=404))
 
 
+@pytest.mark.matrix("files:avatar", "files:logo", "files:site_picture")
 def test_unknown_ids(tenants, client_for):
     for name, model in (("avatar", User), ("logo", Company), ("site_picture", Site)):
         unknown = (model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1

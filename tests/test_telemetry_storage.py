@@ -11,10 +11,10 @@ import pytest
 from django.db import connection
 from guardian.shortcuts import assign_perm
 
-from gateways import protocol
-from inverters.batch import BatchProcessor, Incoming
-from inverters.decoding import TYPED_POINTS, codec_for_model
-from inverters.registermap import RegisterMap, list_models
+from devices import protocol
+from devices.decoding import TYPED_POINTS, codec_for_model
+from devices.registermap import RegisterMap, list_models
+from ingest.batch import BatchProcessor, Incoming
 from inverters.telemetry import (
     EnergyDaily,
     InverterLatest,
@@ -26,7 +26,14 @@ from inverters.telemetry import (
     partition_name,
     sample_counts,
 )
-from tests.test_ingest import TH, make_fleet, reading, register_image, telemetry
+from tests.factories import (
+    EnergyDailyFactory,
+    InverterFactory,
+    InverterLatestFactory,
+    SiteEnergyDailyFactory,
+    SiteFactory,
+)
+from tests.ingest_helpers import TH, make_fleet, reading, register_image, telemetry
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +76,7 @@ def test_packed_arrays_are_what_psycopg_would_send():
     from psycopg import pq
     from psycopg.adapt import Transformer
 
-    from inverters.decoding import FLOAT4_ARRAY_OID
+    from devices.decoding import FLOAT4_ARRAY_OID
 
     codec = codec_for_model(TH)
     rm = RegisterMap.for_model(TH)
@@ -210,31 +217,17 @@ def test_latest_keeps_points_the_newest_upload_did_not_carry(site_fleet):
 
 
 def test_rollups_and_latest_rows_are_scoped_like_their_inverters(tenants):
-    from tests.test_ingest import make_site
-
-    granted = make_site(tenants.sunfix, name="Granted")
-    other = make_site(tenants.sunfix, name="Other")
-    foreign = make_site(tenants.nordlicht, name="Foreign")
+    granted = SiteFactory(company=tenants.sunfix, name="Granted")
+    other = SiteFactory(company=tenants.sunfix, name="Other")
+    foreign = SiteFactory(company=tenants.nordlicht, name="Foreign")
     assign_perm("pv_sites.view_site", tenants.owner, granted)
     day = dt.date(2026, 1, 1)
     rows = {}
-    for n, site in enumerate((granted, other, foreign)):
-        from inverters.models import Inverter
-
-        inv = Inverter.objects.create(
-            serial_number=f"SCOPE{n}", model=TH, company=site.company, site=site
-        )
-        rows[site.name] = EnergyDaily.objects.create(
-            inverter=inv, company=site.company, site=site, day=day
-        )
-        SiteEnergyDaily.objects.create(site=site, company=site.company, day=day)
-        InverterLatest.objects.create(
-            inverter=inv,
-            company=site.company,
-            site=site,
-            ts=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-            received_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-        )
+    for site in (granted, other, foreign):
+        inv = InverterFactory(gateway__site=site)
+        rows[site.name] = EnergyDailyFactory(inverter=inv, day=day)
+        SiteEnergyDailyFactory(site=site, day=day)
+        InverterLatestFactory(inverter=inv, ts=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     assert set(EnergyDaily.objects.visible_to(tenants.helios_om)) == {
         rows["Granted"],
         rows["Other"],

@@ -9,22 +9,41 @@ from django.contrib import messages
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.generic import TemplateView
 
 from accounts import services
 from accounts.company_forms import CompanyAddForm, CompanyEditForm, CompanySearchForm
 from accounts.models import PATH_SEGMENT_WIDTH, Company, User
 from accounts.permissions import can
 from accounts.scoping import is_visible
+from accounts.tables import CompanyTable
 from accounts.views.generic import (
-    ActionRequiredMixin,
-    HtmxPartialMixin,
     ObjectConfirmView,
     ObjectFormView,
+    ObjectListView,
     ServiceFormView,
+    Tab,
+    TabMixin,
+)
+
+# The tabs of a company page (guide §5.1, §5.2); each is its own view and URL.
+COMPANY_TABS = (
+    Tab(
+        "info",
+        gettext_lazy("Company information"),
+        "accounts:company_detail",
+        "company.view",
+        icon="info-circle",
+    ),
+    Tab(
+        "users",
+        gettext_lazy("User management"),
+        "accounts:company_users",
+        "user.view",
+        icon="people",
+    ),
 )
 
 
@@ -86,39 +105,40 @@ def _segments(path: str) -> range:
     return range(0, len(path), PATH_SEGMENT_WIDTH + 1)
 
 
-class CompanyListView(HtmxPartialMixin, ActionRequiredMixin, TemplateView):
-    """The company tree with a name search (guide §5, figure 5-1)."""
+class CompanyListView(ObjectListView):
+    """The company tree with a name search (guide §5, figure 5-1). Each company shows the
+    columns the user chose; Download lists the companies the search matches, in tree order."""
 
     action = "company.view"
+    model = Company
+    table_class = CompanyTable
+    search_form_class = CompanySearchForm
+    search_fields = ("name",)
     template_name = "accounts/companies/list.html"
     partial_name = "tree"
     htmx_target = "company-tree"
-    _search_form: CompanySearchForm | None = None
+    paginate_by = None
+    empty_icon = "building"
+    empty_text = gettext_lazy("There are no companies yet.")
+    empty_search_text = gettext_lazy("No company matches “%(query)s”.")
+    reset_label = gettext_lazy("Show all companies")
+    create_action = "company.add"
+    create_label = gettext_lazy("Add Company")
+    create_url = reverse_lazy("accounts:company_add")
+    export_filename = "companies"
 
-    def search_form(self) -> CompanySearchForm:
-        if self._search_form is None:
-            self._search_form = CompanySearchForm(self.request.GET or None)
-        return self._search_form
-
-    def search_refused(self) -> bool:
-        form = self.search_form()
-        return form.is_bound and not form.is_valid()
-
-    def render_to_response(self, context: dict, **kwargs: Any) -> HttpResponse:
-        if self.search_refused():
-            kwargs["status"] = 400
-        return super().render_to_response(context, **kwargs)
+    def get_queryset(self) -> QuerySet:
+        visible = super().get_queryset().select_related("superior").order_by("path")
+        return annotate_counts(visible, self.request.user)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        form = self.search_form()
-        query = form.cleaned_data["q"].strip() if form.is_valid() else ""
         # A search the form refuses (a null byte, too long) shows its error and no companies.
+        query = self.search_query()
         nodes = [] if self.search_refused() else company_tree(self.request.user, query)
         return super().get_context_data(
-            search_form=form,
-            query=query,
             nodes=nodes,
-            can_add=can(self.request.user, "company.add"),
+            can_add=self.can_create(),
+            can_view_activity=self.permits(self.request.user, "audit.view"),
             **kwargs,
         )
 
@@ -149,11 +169,12 @@ class CompanyAddView(ServiceFormView):
         return self.result.get_absolute_url()
 
 
-class CompanyDetailView(ObjectFormView):
+class CompanyDetailView(TabMixin, ObjectFormView):
     """Tab "Company information": the details, and the edit form (guide §5.1.2)."""
 
     model = Company
-    action = "company.view"
+    tabs = COMPANY_TABS
+    tab = "info"
     post_action = "company.change"
     form_class = CompanyEditForm
     template_name = "accounts/companies/detail.html"
@@ -169,25 +190,32 @@ class CompanyDetailView(ObjectFormView):
         return self.object.get_absolute_url()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return super().get_context_data(**company_page_context(self.request, self.object), **kwargs)
+        superior = self.object.superior
+        return super().get_context_data(
+            **company_page_context(self.request, self.object, header=not self.tab_partial()),
+            superior=superior,
+            superior_visible=superior is not None and is_visible(self.request.user, superior),
+            can_change=can(self.request.user, "company.change", self.object),
+            **kwargs,
+        )
 
 
-def company_page_context(request: HttpRequest, company: Company) -> dict[str, Any]:
-    """What the header and tabs of every company page show."""
+def company_page_context(
+    request: HttpRequest, company: Company, *, header: bool = True
+) -> dict[str, Any]:
+    """What the header of every company page shows; only the company when htmx swaps a part
+    of the page (a tab's panel, the user table) and the header stays."""
+    if not header:
+        return {"company": company}
     user = request.user
-    superior = company.superior
     can_delete = can(user, "company.delete", company)
     counted = annotate_counts(Company.objects.visible_to(user).filter(pk=company.pk), user).get()
     return {
         "company": company,
-        "superior": superior,
-        "superior_visible": superior is not None and is_visible(user, superior),
         "user_count": counted.user_count,
         "subordinate_count": counted.subordinate_count,
-        "can_change": can(user, "company.change", company),
         "can_delete": can_delete,
         "delete_blockers": services.company_delete_blockers(company) if can_delete else [],
-        "can_add_user": can(user, "user.add", company),
     }
 
 

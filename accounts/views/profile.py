@@ -10,11 +10,11 @@ import time
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import logout
+from django.contrib.auth import logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
@@ -32,6 +32,7 @@ from accounts.profile_forms import (
     ProfileForm,
     VerifyCurrentEmailForm,
 )
+from accounts.profile_services import change_email, change_password, update_profile
 from accounts.registration import DeregistrationRefused, deregister, linked_assets
 
 EMAIL_CHANGE = "email_change"
@@ -88,11 +89,12 @@ class ProfileView(ConfigurationPageMixin, UpdateView):
         return User.objects.get(pk=self.request.user.pk)
 
     def form_valid(self, form):
-        old_avatar = User.objects.get(pk=form.instance.pk).avatar
-        user = form.save()
-        if old_avatar and old_avatar.name != user.avatar.name:
-            name, storage = old_avatar.name, old_avatar.storage
-            transaction.on_commit(lambda: storage.delete(name))
+        user = self.request.user
+        try:
+            update_profile(user, acting_user=user, **form.changes())
+        except ValidationError as error:
+            form.add_error(None, error)
+            return self.form_invalid(form)
         # Language and time zone apply at once, starting with this message.
         translation.activate(user.language)
         messages.success(self.request, _("Your profile has been updated."))
@@ -164,18 +166,15 @@ class ChangeEmailView(ConfigurationPageMixin, View):
         form = NewEmailForm(request.POST, user=user)
         if not form.is_valid():
             return self.render(form)
-        new_email = form.cleaned_data["email"]
+        new_email, code = form.cleaned_data["email"], form.cleaned_data["code"]
         try:
-            with transaction.atomic():
-                codes.consume(new_email, CodePurpose.EMAIL_NEW, form.cleaned_data["code"])
-                User.objects.filter(pk=user.pk).update(email=new_email)
+            change_email(user, acting_user=user, new_email=new_email, code=code)
         except codes.CodeError as error:
             form.add_error("code", error.message)
             return self.render(form)
-        except IntegrityError:  # taken meanwhile by a registration
-            form.add_error("email", _("Another account already uses this email address."))
+        except ValidationError as error:  # the address was taken meanwhile
+            form.add_error(None, error)
             return self.render(form)
-        user.email = new_email
         request.session.pop(EMAIL_CHANGE, None)
         messages.success(
             request, _("Your email has been changed to %(email)s.") % {"email": new_email}
@@ -203,12 +202,11 @@ class ChangePasswordView(
     success_url = reverse_lazy("accounts:security")
 
     def form_valid(self, form):
-        response = super().form_valid(form)
-        if form.user.password_is_temporary:
-            form.user.password_is_temporary = False
-            form.user.save(update_fields=["password_is_temporary"])
+        new_password = form.cleaned_data["new_password1"]
+        change_password(form.user, acting_user=self.request.user, new_password=new_password)
+        update_session_auth_hash(self.request, form.user)  # stay signed in
         messages.success(self.request, _("Your password has been changed."))
-        return response
+        return redirect(self.get_success_url())
 
 
 class DeregisterView(CurrentPasswordFormMixin, ConfigurationPageMixin, FormView):
@@ -225,7 +223,7 @@ class DeregisterView(CurrentPasswordFormMixin, ConfigurationPageMixin, FormView)
 
     def form_valid(self, form):
         try:
-            deregister(self.request.user)
+            deregister(self.request.user, acting_user=self.request.user)
         except DeregistrationRefused as refused:
             form.add_error(None, _("Your account cannot be cancelled yet."))
             return self.render_to_response(

@@ -8,6 +8,8 @@ from typing import Any
 from django.contrib import messages
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -16,12 +18,20 @@ from accounts.models import Company, User
 from accounts.permissions import can
 from accounts.tables import UserTable
 from accounts.user_forms import UserAddForm, UserEditForm, UserRoleForm, UserSearchForm
-from accounts.views.companies import company_page_context
+from accounts.views.companies import COMPANY_TABS, company_page_context
 from accounts.views.generic import (
     ObjectConfirmView,
     ObjectFormView,
     ObjectListView,
+    Tab,
+    TabMixin,
     htmx_partial,
+)
+
+# The tabs of a user's page (guide §5.2.2): "Select role" only where the role may be changed.
+USER_TABS = (
+    Tab("basic", gettext_lazy("Basic information"), "accounts:user_edit", "user.change"),
+    Tab("role", gettext_lazy("Select role"), "accounts:user_role", "user.change_role"),
 )
 
 
@@ -33,10 +43,12 @@ def users_url(user: User) -> str:
     return reverse("accounts:company_list")
 
 
-class CompanyUsersView(ObjectListView):
-    """Tab "User management": the users of one company, searchable and paginated."""
+class CompanyUsersView(TabMixin, ObjectListView):
+    """Tab "User management": the users of one company, searchable, sortable, paginated, with
+    the user's columns and downloads."""
 
-    action = "user.view"
+    tabs = COMPANY_TABS
+    tab = "users"
     model = User
     table_class = UserTable
     search_fields = ("username", "email", "description")
@@ -44,24 +56,35 @@ class CompanyUsersView(ObjectListView):
     template_name = "accounts/users/list.html"
     htmx_target = "user-table"
     paginate_by = 20
+    empty_icon = "people"
+    empty_text = gettext_lazy("This company has no users yet.")
+    empty_search_text = gettext_lazy("No user matches “%(query)s”.")
+    reset_label = gettext_lazy("Show all users")
+    create_action = "user.add"
+    create_label = gettext_lazy("Add User")
+    compact_actions = True
 
     def get_object(self) -> Company:
         return get_object_or_404(
             Company.objects.visible_to(self.request.user), pk=self.kwargs["pk"]
         )
 
+    def get_create_url(self) -> str:
+        return reverse("accounts:user_add", args=[self.object.pk])
+
+    def get_export_filename(self) -> str:
+        day = timezone.localdate().strftime("%Y%m%d")
+        return f"users-{slugify(self.object.name) or self.object.pk}-{day}"
+
     def get_queryset(self):
         return super().get_queryset().filter(company=self.object).select_related("supervisor")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        if htmx_partial(self.request, self.htmx_target):  # the table only: skip the header
-            page = {
-                "company": self.object,
-                "can_add_user": can(self.request.user, "user.add", self.object),
-            }
-        else:
-            page = company_page_context(self.request, self.object)
-        return super().get_context_data(**page, **kwargs)
+        # The table or the tab's panel only: the header stays as it is.
+        header = not (htmx_partial(self.request, self.htmx_target) or self.tab_partial())
+        return super().get_context_data(
+            **company_page_context(self.request, self.object, header=header), **kwargs
+        )
 
 
 class UserAddView(ObjectFormView):
@@ -107,11 +130,12 @@ class UserAddView(ObjectFormView):
         return super().get_context_data(company=self.object, **kwargs)
 
 
-class UserEditView(ObjectFormView):
-    """Edit a user's basic information (guide §5.2.2)."""
+class UserEditView(TabMixin, ObjectFormView):
+    """Tab "Basic information": edit a user's basic information (guide §5.2.2)."""
 
     model = User
-    action = "user.change"
+    tabs = USER_TABS
+    tab = "basic"
     form_class = UserEditForm
     template_name = "accounts/users/edit.html"
     success_message = gettext_lazy("User “%(object)s” has been saved.")
@@ -131,11 +155,12 @@ class UserEditView(ObjectFormView):
         )
 
 
-class UserRoleView(ObjectFormView):
-    """Select role (guide §5.2.2): administrators only, never one's own role."""
+class UserRoleView(TabMixin, ObjectFormView):
+    """Tab "Select role" (guide §5.2.2): administrators only, never one's own role."""
 
     model = User
-    action = "user.change_role"
+    tabs = USER_TABS
+    tab = "role"
     form_class = UserRoleForm
     template_name = "accounts/users/role.html"
 
@@ -189,11 +214,10 @@ class UserResetPasswordView(ObjectConfirmView):
 
 
 def user_page_context(actor: User, target: User) -> dict[str, Any]:
+    """What the header of a user's page shows (its tabs come from USER_TABS)."""
     return {
         "target": target,
         "company": target.company,
-        "can_change": can(actor, "user.change", target),
-        "can_change_role": can(actor, "user.change_role", target),
         "can_reset_password": can(actor, "user.reset_password", target),
     }
 

@@ -57,12 +57,45 @@
     tick();
   });
 
+  // The main menu below the lg breakpoint is a Bootstrap offcanvas, which brings Escape, the
+  // focus trap, the backdrop and focus back on the menu button; the button's aria-expanded
+  // follows it here.
+  const markMenuButtons = (menu, open) => {
+    document.querySelectorAll(`[aria-controls="${menu.id}"]`).forEach((button) => {
+      button.setAttribute("aria-expanded", String(open));
+    });
+  };
+  document.addEventListener("show.bs.offcanvas", (event) => markMenuButtons(event.target, true));
+  document.addEventListener("hidden.bs.offcanvas", (event) => markMenuButtons(event.target, false));
+
+  // A wide table scrolls inside its box (.table-scroll, .table-responsive); a box that scrolls
+  // gets a tab stop so that it can be scrolled with the keyboard, one that fits loses it again.
+  const markScrollBoxes = () => {
+    document.querySelectorAll(".table-scroll, .table-responsive").forEach((box) => {
+      const scrolls = box.scrollWidth > box.clientWidth + 1;
+      if (scrolls && !box.hasAttribute("tabindex")) {
+        box.setAttribute("tabindex", "0");
+        box.dataset.scrollBox = "";
+      } else if (!scrolls && "scrollBox" in box.dataset) {
+        box.removeAttribute("tabindex");
+        delete box.dataset.scrollBox;
+      }
+    });
+  };
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(markScrollBoxes, 150);
+  });
+  document.addEventListener("htmx:afterSettle", markScrollBoxes);
+
   const onReady = (fn) => {
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fn);
     else fn();
   };
 
   onReady(() => {
+    markScrollBoxes();
     if (window.bootstrap) {
       document.querySelectorAll('[data-bs-toggle="tooltip"]').forEach((element) => {
         bootstrap.Tooltip.getOrCreateInstance(element);
