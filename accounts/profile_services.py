@@ -9,7 +9,6 @@ Deregistration lives with registration (accounts/registration.py).
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
@@ -20,6 +19,7 @@ from django.utils.translation import gettext
 from accounts import audit, codes
 from accounts.models import AuditAction, CodePurpose, User, normalize_email
 from accounts.permissions import require
+from accounts.services import edit_fields
 
 PROFILE_EDITABLE_FIELDS = frozenset({"avatar", "username", "currency", "language", "time_zone"})
 
@@ -31,23 +31,15 @@ def update_profile(user: User, *, acting_user: User, **fields: Any) -> User:
     is deleted from storage once the change is committed.
     """
     require(acting_user, "profile.change", user)
-    unknown = set(fields) - PROFILE_EDITABLE_FIELDS
-    if unknown:
-        raise ValueError(f"not editable here: {', '.join(sorted(unknown))}")
-    old_avatar = user.avatar.name if user.avatar else ""
-    before = audit.snapshot(user, fields)
-    with transaction.atomic():
-        for name, value in fields.items():
-            setattr(user, name, "" if name == "avatar" and value is None else value)
-        try:
-            user.full_clean(exclude=["password"])
-        except ValidationError:
-            user.refresh_from_db()  # leave the caller's instance as it was stored
-            raise
-        user.save(update_fields=[*fields])
-        if "avatar" in fields and old_avatar and old_avatar != user.avatar.name:
-            transaction.on_commit(partial(user.avatar.storage.delete, old_avatar))
-        audit.record_change(acting_user, AuditAction.PROFILE_EDITED, user, before)
+    edit_fields(
+        user,
+        fields,
+        acting_user=acting_user,
+        action=AuditAction.PROFILE_EDITED,
+        editable=PROFILE_EDITABLE_FIELDS,
+        image_field="avatar",
+        clean_exclude=("password",),
+    )
     return user
 
 

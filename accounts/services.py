@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
@@ -150,24 +150,49 @@ def update_company(company: Company, *, acting_user: User, **fields: Any) -> Com
     file is deleted from storage once the change is committed.
     """
     require(acting_user, "company.change", company)
-    unknown = set(fields) - COMPANY_EDITABLE_FIELDS
+    edit_fields(
+        company,
+        fields,
+        acting_user=acting_user,
+        action=AuditAction.COMPANY_EDITED,
+        editable=COMPANY_EDITABLE_FIELDS,
+        image_field="logo",
+    )
+    return company
+
+
+def edit_fields(
+    obj: models.Model,
+    fields: dict[str, Any],
+    *,
+    acting_user: User,
+    action: str,
+    editable: frozenset[str],
+    image_field: str,
+    clean_exclude: tuple[str, ...] = (),
+) -> None:
+    """Set `fields` on `obj` (its role check already passed), validate, save them and record
+    one audit row, all in one transaction. `image_field` takes an upload or None (remove); the
+    replaced file is deleted once committed. A refused value leaves the caller's instance as
+    it was stored."""
+    unknown = set(fields) - editable
     if unknown:
         raise ValueError(f"not editable here: {', '.join(sorted(unknown))}")
-    old_logo = company.logo.name if company.logo else ""
-    before = audit.snapshot(company, fields)
+    old_image = getattr(obj, image_field).name or ""
+    before = audit.snapshot(obj, fields)
     with transaction.atomic():
         for name, value in fields.items():
-            setattr(company, name, "" if name == "logo" and value is None else value)
+            setattr(obj, name, "" if name == image_field and value is None else value)
         try:
-            company.full_clean()
+            obj.full_clean(exclude=list(clean_exclude) or None)
         except ValidationError:
-            company.refresh_from_db()  # leave the caller's instance as it was stored
+            obj.refresh_from_db()
             raise
-        company.save()
-        if "logo" in fields and old_logo and old_logo != company.logo.name:
-            transaction.on_commit(partial(_delete_file, company.logo.storage, old_logo))
-        audit.record_change(acting_user, AuditAction.COMPANY_EDITED, company, before)
-    return company
+        obj.save(update_fields=[*fields])
+        image = getattr(obj, image_field)
+        if image_field in fields and old_image and old_image != image.name:
+            transaction.on_commit(partial(_delete_file, image.storage, old_image))
+        audit.record_change(acting_user, action, obj, before)
 
 
 def company_delete_blockers(company: Company) -> list[str]:
