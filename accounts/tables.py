@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import django_tables2 as tables
+from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from accounts import permissions
@@ -190,21 +195,39 @@ class CompanyTable(BaseTable):
         return local_time(value)
 
 
-def changes_text(before: dict, after: dict) -> str:
-    """`field: old → new; …` for an audit row (a field only in one of them shows “–”)."""
+def changes_text(object_type: str, before: dict, after: dict) -> str:
+    """`Field: old → new; …` for an audit row, with the fields' names and choice labels as the
+    forms show them (a field only in one of them shows “–”)."""
     names = list(dict.fromkeys([*before, *after]))
     parts = []
     for name in names:
+        label, choices = _field_text(object_type, name)
         old, new = before.get(name, "–"), after.get(name, "–")
-        parts.append(f"{name}: {_plain(old)} → {_plain(new)}")
+        parts.append(f"{label}: {_plain(old, choices)} → {_plain(new, choices)}")
     return "; ".join(parts)
 
 
-def _plain(value) -> str:
+@functools.cache
+def _field_text(object_type: str, name: str) -> tuple[str, dict]:
+    """(the field's verbose name, its choice labels), or the stored name for a field the model
+    no longer has. The labels are lazy: they take the request's language when joined."""
+    try:
+        field = apps.get_model(object_type)._meta.get_field(name)
+    except (LookupError, ValueError, FieldDoesNotExist):
+        return name, {}
+    choices = {key: label for key, label in getattr(field, "flatchoices", None) or ()}
+    return capfirst(field.verbose_name), choices
+
+
+def _plain(value, choices: dict | None = None) -> str:
     if value is None or value == "":
         return "–"
+    if isinstance(value, bool):
+        return str(_("yes") if value else _("no"))
     if isinstance(value, list | tuple):
         return ", ".join(map(str, value)) or "–"
+    if choices and value in choices:
+        return str(choices[value])
     return str(value)
 
 
@@ -248,7 +271,7 @@ class ActivityTable(BaseTable):
         return str(OBJECT_TYPE_LABELS.get(value, value))
 
     def render_changes(self, record: AuditEvent) -> str:
-        text = changes_text(record.before or {}, record.after or {})
+        text = changes_text(record.object_type, record.before or {}, record.after or {})
         return format_html(
             '<span class="d-inline-block text-truncate align-bottom mw-24rem" title="{}">{}</span>',
             text,
@@ -259,7 +282,7 @@ class ActivityTable(BaseTable):
         return local_time(value)
 
     def value_changes(self, record: AuditEvent) -> str:
-        return changes_text(record.before or {}, record.after or {})
+        return changes_text(record.object_type, record.before or {}, record.after or {})
 
     def value_company(self, value: Company) -> str:
         return value.name

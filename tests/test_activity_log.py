@@ -44,7 +44,7 @@ def test_a_change_made_through_the_portal_shows_with_its_before_and_after(tenant
     assert page.status_code == 200
     assert "tech@sunfix.example" in html
     assert "Role changed" in html
-    assert "role: om → admin" in html
+    assert "Role: O&amp;M engineer → Administrator" in html
     assert "admin@helios.example" in html
 
 
@@ -82,7 +82,7 @@ def test_filters_select_by_user_action_object_and_time_and_the_download_matches(
     assert by_action[1][2:] == [
         "Company edited",
         "SunFix Installers",
-        "address: Old street 1 → New street 2",
+        "Address: Old street 1 → New street 2",
     ]
     by_user = download(client, f"actor={tenants.sunfix_admin.pk}")
     assert [row[1] for row in by_user[1:]] == ["admin@sunfix.example"]
@@ -144,4 +144,4 @@ def test_in_a_browser_an_administrator_filters_the_log_by_action(page, tenants, 
     page.wait_for_url(re.compile(r"action=user.role_changed"))
     rows = page.locator("#activity-table tbody tr")
     assert rows.count() == 1
-    assert "role: om → admin" in rows.first.inner_text()
+    assert "Role: O&M engineer → Administrator" in rows.first.inner_text()
