@@ -31,6 +31,8 @@ def visible_users(request) -> QuerySet:
 OBJECT_TYPES = [
     ("accounts.company", _("Company")),
     ("accounts.user", _("User")),
+    ("pv_sites.site", _("Site")),
+    ("fleet.commissioningreport", _("Commissioning report")),
 ]
 
 

@@ -279,6 +279,20 @@ class AuditAction(models.TextChoices):
     PASSWORD_CHANGED = "password.changed", _("Password changed")
     PASSWORD_RECOVERED = "password.recovered", _("Forgotten password reset")
     EMAIL_CHANGED = "email.changed", _("Email changed")
+    # Sites and their devices (fleet.services)
+    SITE_CREATED = "site.created", _("Site created")
+    SITE_EDITED = "site.edited", _("Site edited")
+    SITE_RENAMED = "site.renamed", _("Site renamed")
+    SITE_DISTRIBUTED = "site.distributed", _("Site distributed")
+    SITE_DELETED = "site.deleted", _("Site deleted")
+    GATEWAY_BOUND = "site.gateway_bound", _("Gateway bound")
+    GATEWAY_UNBOUND = "site.gateway_unbound", _("Gateway unbound")
+    INVERTER_DELETED = "site.inverter_deleted", _("Inverter deleted")
+    # Commissioning reports (fleet.commissioning_services)
+    COMMISSIONING_CREATED = "commissioning.created", _("Commissioning report created")
+    COMMISSIONING_UPDATED = "commissioning.updated", _("Commissioning report updated")
+    COMMISSIONING_DELETED = "commissioning.deleted", _("Commissioning report deleted")
+    COMMISSIONING_SENT = "commissioning.sent", _("Commissioning report sent")
 
 
 class AuditEventQuerySet(models.QuerySet):

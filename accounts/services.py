@@ -276,6 +276,7 @@ def create_user(
     description: str = "",
     password: str | None = None,
     time_zone: str = "",
+    language: str = "",
 ) -> User:
     """Add a user to `company` (guide §5.2.1).
 
@@ -308,6 +309,8 @@ def create_user(
         description=description,
         time_zone=time_zone or default_time_zone(str(country or company.country)),
     )
+    if language:  # else the model's default; the credentials mail is in this language
+        user.language = language
     _check_supervisor(user, supervisor, acting_user=acting_user)
     automatic = password is None
     if automatic:

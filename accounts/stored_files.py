@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import uuid
+from functools import partial
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.db.models.fields.files import FieldFile
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -155,3 +158,17 @@ def stored_file_url(url_name: str, pk: int, file: FieldFile) -> str:
         return ""
     version = hashlib.sha256(file.name.encode()).hexdigest()[:12]
     return f"{reverse(url_name, args=[pk])}?v={version}"
+
+
+def delete_on_commit(file: FieldFile) -> None:
+    """Remove `file` from its storage once the current transaction commits (nothing for an
+    empty file). A storage error is logged, not raised: the row that named the file is gone."""
+    if file:
+        transaction.on_commit(partial(_delete_stored, file.storage, file.name))
+
+
+def _delete_stored(storage, name: str) -> None:
+    try:
+        storage.delete(name)
+    except OSError:
+        logging.getLogger(__name__).warning("could not delete the file %s", name, exc_info=True)

@@ -22,3 +22,19 @@ def recreate_database(admin_url: str, bench_url: str, *, drop_only: bool = False
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not drop_only:
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django_on(bench_url: str) -> None:
+    """Django on the bench database, as production runs it (no debug records of queries), with
+    the test client's host allowed."""
+    import os
+
+    os.environ["DATABASE_URL"] = bench_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "matricloud.settings")
+    os.environ["DJANGO_DEBUG"] = "false"
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    settings.ALLOWED_HOSTS = ["testserver"]

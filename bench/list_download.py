@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchdb import bench_database, recreate_database  # noqa: E402
+from benchdb import bench_database, recreate_database, setup_django_on  # noqa: E402
 
 
 def measured(work) -> tuple[float, float, int]:
@@ -56,17 +56,10 @@ def main() -> int:
     base_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/matricloud")
     admin_url, bench_url = bench_database(base_url, "bench_download")
     recreate_database(admin_url, bench_url)
-    os.environ["DATABASE_URL"] = bench_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "matricloud.settings")
-    os.environ["DJANGO_DEBUG"] = "false"  # as in production: no per-query debug records
-    import django
-
-    django.setup()
-    from django.conf import settings
+    setup_django_on(bench_url)
     from django.core.management import call_command
     from django.test import Client
 
-    settings.ALLOWED_HOSTS = ["testserver"]
     try:
         call_command("migrate", verbosity=0)
         from accounts.models import AuditAction, AuditEvent, Company, CompanyType, Role, User

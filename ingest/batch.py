@@ -29,6 +29,7 @@ from devices.registermap import UnknownModelError
 from gateways.models import DEFAULT_UPLOAD_INTERVAL_S, Gateway, GatewayStatus
 from ingest.storage import InverterBatchMeta, store_batch, store_latest_and_status
 from inverters.models import Inverter, InverterStatus
+from inverters.placement import placement_generation
 from inverters.telemetry import (
     RejectedMessage,
     accepted_window,
@@ -84,17 +85,36 @@ class InverterInfo:
 class Registry:
     """Serial → row, refreshed every two minutes; unknown serials are re-asked after 15 s."""
 
+    #: How often the placement generation (inverters.placement) is compared, in seconds.
+    PLACEMENT_CHECK_S = 1.0
+
     def __init__(self) -> None:
         self._gateways: dict[str, tuple[float, GatewayRef | None]] = {}
         self._inverters: dict[str, tuple[float, InverterInfo | None]] = {}
         self._layouts: dict[str, int] = {}
+        self._placement = placement_generation()
+        self._placement_checked = time.monotonic()
+
+    def _forget_moved_devices(self) -> None:
+        """A gateway was bound or unbound somewhere: re-read every serial on its next upload."""
+        now = time.monotonic()
+        if now - self._placement_checked < self.PLACEMENT_CHECK_S:
+            return
+        self._placement_checked = now
+        generation = placement_generation()
+        if generation != self._placement:
+            self._placement = generation
+            self._gateways.clear()
+            self._inverters.clear()
 
     def gateways(self, serials: Iterable[str]) -> dict[str, GatewayRef | None]:
+        self._forget_moved_devices()
         return self._lookup(
             self._gateways, serials, lambda sns: self._load_gateways(serial_number__in=sns)
         )
 
     def inverters(self, serials: Iterable[str]) -> dict[str, InverterInfo | None]:
+        self._forget_moved_devices()
         return self._lookup(
             self._inverters, serials, lambda sns: self._load_inverters(serial_number__in=sns)
         )

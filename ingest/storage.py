@@ -212,6 +212,26 @@ def _site_days_sql() -> str:
     """
 
 
+def _site_months_sql() -> str:
+    """Re-sum the months of the site days just written (at most 31 rows each)."""
+    kwh = ", ".join(f"{n}_kwh" for n, _ in ENERGY_COUNTERS)
+    sums = ", ".join(f"sum(d.{n}_kwh)" for n, _ in ENERGY_COUNTERS)
+    sets = ", ".join(f"{n}_kwh = EXCLUDED.{n}_kwh" for n, _ in ENERGY_COUNTERS)
+    return f"""
+    INSERT INTO inverters_siteenergymonthly AS m (
+        site_id, company_id, month, {kwh}, days, updated_at)
+    SELECT d.site_id, d.company_id, k.month, {sums}, count(*), now()
+    FROM (SELECT DISTINCT site_id, date_trunc('month', day)::date AS month
+          FROM unnest(%s::bigint[], %s::date[]) AS u(site_id, day)) k
+    JOIN inverters_siteenergydaily d ON d.site_id = k.site_id
+        AND d.day >= k.month AND d.day < (k.month + interval '1 month')::date
+    GROUP BY d.site_id, d.company_id, k.month
+    ORDER BY d.site_id, k.month
+    ON CONFLICT (site_id, month) DO UPDATE SET {sets},
+        company_id = EXCLUDED.company_id, days = EXCLUDED.days, updated_at = now()
+    """
+
+
 def _latest_sql() -> str:
     cols = ", ".join(TYPED_COLUMNS)
     s_cols = ", ".join(f"s.{c}" for c in TYPED_COLUMNS)
@@ -269,6 +289,7 @@ def _statements() -> dict[str, str]:
         "insert": _insert_and_merge_sql(),
         "rebase": _rebase_sql(),
         "sites": _site_days_sql(),
+        "months": _site_months_sql(),
         "latest": _latest_sql(),
     }
 
@@ -324,6 +345,7 @@ def store_batch(
         if site_days:
             sites, sdays = zip(*sorted(site_days), strict=True)
             raw.execute(sql["sites"], [pg_array(sites), pg_array(sdays)])
+            raw.execute(sql["months"], [pg_array(sites), pg_array(sdays)])
             result.site_days = len(site_days)
     return result, touched
 
@@ -346,3 +368,4 @@ def rebuild_energy_days(inverter_id: int, days: Iterable[dt.date]) -> None:
         if site_days:
             sites, sdays = zip(*sorted(site_days), strict=True)
             cur.execute(_statements()["sites"], [list(sites), list(sdays)])
+            cur.execute(_statements()["months"], [list(sites), list(sdays)])

@@ -83,5 +83,6 @@ from inverters.telemetry import (  # noqa: E402, F401
     RejectedMessage,
     Sample,
     SiteEnergyDaily,
+    SiteEnergyMonthly,
     TelemetryLayout,
 )

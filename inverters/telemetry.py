@@ -180,16 +180,24 @@ class InverterLatest(_TelemetryColumns):
         return {**self.device_info, **shown}
 
 
-class DayTotals(models.Model):
-    """What a day shows on energy pages, for an inverter or a whole site."""
+class EnergyTotals(models.Model):
+    """The energy of a period (a day, a month), by flow."""
 
-    day = models.DateField(_("day"))
     pv_kwh = models.FloatField(_("PV yield (kWh)"), default=0)
     charge_kwh = models.FloatField(_("charged (kWh)"), default=0)
     discharge_kwh = models.FloatField(_("discharged (kWh)"), default=0)
     import_kwh = models.FloatField(_("grid import (kWh)"), default=0)
     export_kwh = models.FloatField(_("grid export (kWh)"), default=0)
     load_kwh = models.FloatField(_("consumption (kWh)"), default=0)
+
+    class Meta:
+        abstract = True
+
+
+class DayTotals(EnergyTotals):
+    """What a day shows on energy pages, for an inverter or a whole site."""
+
+    day = models.DateField(_("day"))
     peak_power_w = models.FloatField(_("peak PV power (W)"), null=True)
     min_soc = models.FloatField(_("minimum SOC (%)"), null=True)
     max_soc = models.FloatField(_("maximum SOC (%)"), null=True)
@@ -273,6 +281,36 @@ class SiteEnergyDaily(DayTotals):
 
     def __str__(self) -> str:
         return f"site {self.site_id} {self.day}"
+
+
+class SiteEnergyMonthly(EnergyTotals):
+    """A site's month (`month` is its first day): sums of its `SiteEnergyDaily` rows.
+
+    Month, year and total views at fleet scale read these (12 rows a site a year) instead of
+    summing days; ingest re-sums a month whenever one of its days changes.
+    """
+
+    site = models.ForeignKey(
+        "pv_sites.Site", on_delete=models.CASCADE, related_name="energy_months"
+    )
+    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
+    month = models.DateField(_("month"))
+    days = models.PositiveSmallIntegerField(_("days with data"), default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SiteDeviceQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("monthly site energy")
+        verbose_name_plural = _("monthly site energy")
+        ordering = ["site", "month"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "month"], name="siteenergymonthly_unique")
+        ]
+        indexes = [models.Index(fields=["company", "month"])]
+
+    def __str__(self) -> str:
+        return f"site {self.site_id} {self.month:%Y-%m}"
 
 
 class RejectedMessage(models.Model):

@@ -4,6 +4,12 @@ Quick Search or Group Search, read and written remotely.
 Reads and writes go through `maintenance.remote`; the page never waits for the device. A Value
 cell that shows a pending operation fetches itself again every second until the operation has
 finished; a table with pending rows (after "Read group") does the same as a whole.
+
+The panel (`maintenance/parameters/_panel.html`) is mounted by other pages too: a site's Settings
+tab subclasses `ParameterPageView` with `selectable_inverters` narrowed to the site and
+`parameters_page_url` set to the tab. Read and Write stay these views; the panel's requests
+carry the hosting page in `return_to` (a local path), so that the table polls it and a request
+without JavaScript returns to it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from django.shortcuts import get_object_or_404, render
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import TemplateView
@@ -55,6 +62,8 @@ from maintenance.tables import value_items
 from ui.query import ascii_int, positive_int
 
 PAGE_TEMPLATE = "maintenance/parameters/page.html"
+# The inverters, the register table and the Write dialog: included by every page that shows them.
+PANEL_TEMPLATE = "maintenance/parameters/_panel.html"
 VALUE_TEMPLATE = "maintenance/parameters/_value.html"
 TABLE_TARGET = "parameter-table"
 INVERTER_TARGET = "inverter-list"
@@ -63,6 +72,8 @@ DIALOG_TARGET = "parameter-dialog"
 WRITTEN_EVENT = "parameter-written"
 PARAMETERS_PER_PAGE = 25
 INVERTERS_PER_PAGE = 10
+# The query parameter naming the page that hosts the panel, when it is not this one.
+RETURN_PARAMETER = "return_to"
 
 
 @dataclass
@@ -201,21 +212,51 @@ def selectable_inverters(request: HttpRequest) -> QuerySet:
     return Inverter.objects.visible_to(request.user).select_related("site", "gateway")
 
 
-def parameters_url(request: HttpRequest) -> str:
-    """The parameters page with the search state of the current query string."""
-    query = request.GET.urlencode()
-    return reverse("maintenance:parameters") + (f"?{query}" if query else "")
+def host_page(request: HttpRequest) -> str:
+    """The page that shows the panel: the one `return_to` names (only a path of this site),
+    else Maintenance → Parameters."""
+    path = request.GET.get(RETURN_PARAMETER, "")
+    if (
+        path.startswith("/")
+        and not any(c in path for c in "?#\\")
+        and url_has_allowed_host_and_scheme(path, allowed_hosts=None)
+    ):
+        return path
+    return reverse("maintenance:parameters")
 
 
-def table_context(request: HttpRequest, inverter: Inverter) -> dict[str, Any]:
-    """Everything the right-hand panel shows for one inverter."""
+def parameters_url(request: HttpRequest, page: str | None = None) -> str:
+    """The parameters page (or `page`, the page hosting the panel) with the search state of
+    the current query string."""
+    params = request.GET.copy()
+    params.pop(RETURN_PARAMETER, None)
+    query = params.urlencode()
+    return (page or host_page(request)) + (f"?{query}" if query else "")
+
+
+def panel_query(request: HttpRequest, page: str) -> str:
+    """The query string the panel's Read and Write requests carry: the search state, and
+    the hosting page unless it is Maintenance → Parameters."""
+    params = request.GET.copy()
+    params.pop(RETURN_PARAMETER, None)
+    if page != reverse("maintenance:parameters"):
+        params[RETURN_PARAMETER] = page
+    return params.urlencode()
+
+
+def table_context(
+    request: HttpRequest, inverter: Inverter, page: str | None = None
+) -> dict[str, Any]:
+    """Everything the right-hand panel shows for one inverter; `page` hosts the panel (by
+    default the one the request names, see `host_page`)."""
+    page = page or host_page(request)
     context: dict[str, Any] = {
         "inverter": inverter,
         "connected": inverter.gateway_id is not None,
         "can_operate": can(request.user, "device.operate"),
-        "table_url": parameters_url(request),
+        "table_url": parameters_url(request, page),
         "table_only": htmx_partial(request, TABLE_TARGET),
-        "query": request.GET.urlencode(),
+        "query": panel_query(request, page),
     }
     try:
         register_map = RegisterMap.for_model(inverter.model)
@@ -244,37 +285,57 @@ def table_context(request: HttpRequest, inverter: Inverter) -> dict[str, Any]:
 
 
 class ParameterPageView(ActionRequiredMixin, TemplateView):
-    """Left: the inverters the user may see. Right: the selected inverter's registers."""
+    """Left: the inverters the user may see. Right: the selected inverter's registers.
+
+    A page that mounts the panel elsewhere subclasses this view and overrides
+    `selectable_inverters` and `parameters_page_url` (and its template includes the panel)."""
 
     action = "maintenance.view"
     template_name = PAGE_TEMPLATE
+    _inverter: Inverter | None = None
 
     def get_object(self) -> Inverter | None:
+        return self.selected_inverter()
+
+    def selectable_inverters(self) -> QuerySet:
+        """The inverters of the left panel; `?inverter=` picks one of them (else 404)."""
+        return selectable_inverters(self.request)
+
+    def parameters_page_url(self) -> str:
+        """The page hosting the panel: its searches load it, its table polls it."""
+        return reverse("maintenance:parameters")
+
+    def selected_inverter(self) -> Inverter | None:
         value = self.request.GET.get("inverter", "")
         if not value:
             return None
-        pk = ascii_int(value)
-        if pk is None:
-            raise Http404
-        return get_object_or_404(selectable_inverters(self.request), pk=pk)
+        if self._inverter is None:
+            pk = ascii_int(value)
+            if pk is None:
+                raise Http404
+            self._inverter = get_object_or_404(self.selectable_inverters(), pk=pk)
+        return self._inverter
 
     def get_template_names(self) -> list[str]:
         for target, partial in ((TABLE_TARGET, "table"), (INVERTER_TARGET, "inverters")):
             if htmx_partial(self.request, target):
-                return [f"{PAGE_TEMPLATE}#{partial}"]
-        return [PAGE_TEMPLATE]
+                return [f"{PANEL_TEMPLATE}#{partial}"]
+        return super().get_template_names()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["inverter"] = self.object
+        inverter = self.selected_inverter()
+        page = self.parameters_page_url()
+        context["inverter"] = inverter
+        context["parameters_page_url"] = page
         if not htmx_partial(self.request, TABLE_TARGET):
             context.update(self.inverter_list())
-        if self.object is not None and not htmx_partial(self.request, INVERTER_TARGET):
-            context.update(table_context(self.request, self.object))
+        if inverter is not None and not htmx_partial(self.request, INVERTER_TARGET):
+            context.update(table_context(self.request, inverter, page))
         return context
 
     def inverter_list(self) -> dict[str, Any]:
-        inverters = selectable_inverters(self.request).order_by("serial_number")
+        inverters = self.selectable_inverters().order_by("serial_number")
         form = self.inverter_search_form()
         search = form.cleaned_data["iq"] if form.is_valid() else ""
         if not form.is_valid():
@@ -369,7 +430,7 @@ class ParameterReadView(InverterOperationMixin, View):
     def render_table(self, **extra: Any) -> HttpResponse:
         context = table_context(self.request, self.object)
         context.update(extra)
-        return TemplateResponse(self.request, f"{PAGE_TEMPLATE}#table", context)
+        return TemplateResponse(self.request, f"{PANEL_TEMPLATE}#table", context)
 
 
 class ParameterWriteView(HtmxPartialMixin, InverterOperationMixin, TemplateView):

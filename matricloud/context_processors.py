@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 MAIN_MENU = [
     ("home", _("Home"), "house", "home"),
     ("account", _("Account"), "building", "accounts:company_list"),
-    ("site", _("Site"), "geo-alt", "placeholder:site"),
+    ("site", _("Site"), "geo-alt", "sites:list"),
     ("gateway", _("Gateway"), "router", "placeholder:gateway"),
     ("inverter", _("Inverter"), "lightning-charge", "placeholder:inverter"),
     ("upgrade", _("Upgrade"), "cloud-arrow-up", "placeholder:upgrade"),

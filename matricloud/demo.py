@@ -40,9 +40,11 @@ def prepare_demo_devices(data: Path, mqtt_url: str, *, enforce_acl: bool) -> Dem
     )
     from gateways.models import Gateway
     from inverters.models import Inverter
-    from matricloud.demo_fleet import ensure_demo_fleet
+    from matricloud.demo_fleet import ensure_demo_fleet, ensure_spare_gateways
     from matricloud.fleet_file import write_fleet_file
 
+    # Unbound gateways for Create site in the browser; provisioned and simulated like the rest.
+    ensure_spare_gateways()
     credentials_file = data / "gateway-credentials.json"
     known = json.loads(credentials_file.read_text()) if credentials_file.exists() else {}
     for gateway in Gateway.objects.order_by("serial_number"):

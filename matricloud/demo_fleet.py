@@ -9,6 +9,12 @@ SunFix in Germany, Switzerland, Austria and Italy); owner@sunfix.example may vie
 Nordlicht Energie: 5 sites in Germany, Sweden and Poland. One gateway per site, 1–3 inverters
 per gateway on Modbus addresses 1..3. `faults` in the result lists the fault codes the demo
 raises at start (`simulate --fault SN:CODE` each).
+
+`ensure_spare_gateways()` adds gateways that are not bound to any site yet, so that a demo user
+(om@sunfix.example) can create a site with a real simulated gateway in the browser (guide
+§6.1.2): SPARE_GATEWAYS lists their SNs — one in SunFix's stock, one unclaimed (still the
+platform operator's). The simulator plays them like the others (a gateway without a site
+stands in Munich) and ingest stores their inverters' data without a site until they are bound.
 """
 
 from __future__ import annotations
@@ -114,6 +120,26 @@ DEMO_FAULTS = (
 )
 
 GATEWAY_FIRMWARE = ("10.04", "10.06", "10.07")
+
+
+@dataclass(frozen=True)
+class SpareGateway:
+    serial: str
+    company: str  # "sunfix", or "platform" for an unclaimed gateway
+    model: str
+    inverters: tuple[tuple[str, str], ...]  # (serial, model) on addresses 1, 2, ...
+
+
+#: Gateways in stock, bound to no site: SNs to type into Create site → Add gateway.
+SPARE_GATEWAYS: tuple[SpareGateway, ...] = (
+    SpareGateway("MCGWW24099001", "sunfix", WIFI, (("ECH10T24109011", TH10),)),
+    SpareGateway(
+        "MCGWE24099002",
+        "platform",
+        ETH,
+        (("ECH20T24109021", TH20), ("ECH06S24109022", SML)),
+    ),
+)
 DSP_VERSIONS = ("01.18", "01.20", "01.22")
 
 
@@ -230,3 +256,53 @@ def ensure_demo_fleet(stdout: TextIO | None = None) -> dict:
     if owner is None:
         say(f"note: {OWNER_EMAIL} does not exist, no site was granted")
     return result
+
+
+def ensure_spare_gateways(stdout: TextIO | None = None) -> dict:
+    """Create the unbound SPARE_GATEWAYS where missing (found by SN; what exists, bound or
+    not, is left as it is). Returns their serials and what was created."""
+    from accounts.models import Company, CompanyType
+    from gateways.models import Gateway
+    from inverters.models import Inverter
+
+    platform = Company.objects.filter(type=CompanyType.PLATFORM, superior=None).first()
+    sunfix = Company.objects.filter(name="SunFix Installers").first()
+    if platform is None or sunfix is None:
+        raise LookupError("the demo companies are missing: run `manage.py seed_demo` first")
+    companies = {"platform": platform, "sunfix": sunfix}
+    created = {"gateways": 0, "inverters": 0}
+    with transaction.atomic():
+        for index, spec in enumerate(SPARE_GATEWAYS):
+            company = companies[spec.company]
+            protocols = [(model, pos + 1) for pos, (_sn, model) in enumerate(spec.inverters)]
+            gateway, new = Gateway.objects.get_or_create(
+                serial_number=spec.serial,
+                defaults={
+                    "model": spec.model,
+                    "firmware_version": GATEWAY_FIRMWARE[index % len(GATEWAY_FIRMWARE)],
+                    "company": company,
+                    "site": None,
+                    "upload_interval_s": 60,
+                    "settings": default_config(protocols, 60),
+                },
+            )
+            if new:
+                created["gateways"] += 1
+                if stdout is not None:
+                    stdout.write(f"created spare gateway {spec.serial} ({company.name})\n")
+            for position, (serial, model) in enumerate(spec.inverters):
+                rm = RegisterMap.for_model(model)
+                _, new = Inverter.objects.get_or_create(
+                    serial_number=serial,
+                    defaults={
+                        "model": model,
+                        "gateway": gateway,
+                        "modbus_address": position + 1,
+                        "company": gateway.company,
+                        "site": gateway.site,
+                        "rated_power_kw": Decimal(rm.rated_power_w) / 1000,
+                        "firmware_versions": {"DSP": "01.22", "LCD": "02.00", "ARC": "00.84"},
+                    },
+                )
+                created["inverters"] += int(new)
+    return {"gateways": [spec.serial for spec in SPARE_GATEWAYS], "created": created}

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "ingest",
     "maintenance",
     "upgrades",
+    "fleet",
 ]
 
 MIDDLEWARE = [
@@ -102,6 +103,13 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# No JIT compilation and no parallel workers per query: the pages' queries are many short ones
+# whose cost estimates (site status CASE/EXISTS over a fleet) cross the JIT threshold, and
+# compiling costs ~100-500 ms each time; parallel workers only add start-up cost to queries
+# this short while other requests want the same cores.
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+    "-c jit=off -c max_parallel_workers_per_gather=0"
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -121,6 +129,58 @@ REMOTE_OPERATION_REPLY_WAIT_S = env.float("REMOTE_OPERATION_REPLY_WAIT_S", defau
 REMOTE_OPERATION_SWEEP_S = env.float("REMOTE_OPERATION_SWEEP_S", default=5.0)
 # The public address of the portal, for links in emails (e.g. https://portal.example.com).
 PORTAL_URL = env.str("PORTAL_URL", default="")
+
+# Outside services of a site's page (fleet/geo.py, docs/geo-providers.md): geocoding of an
+# address (Nominatim-compatible), the 7-day forecast (Open-Meteo-compatible) and the satellite
+# map (an XYZ tile URL with {z}, {x}, {y}). The portal calls them itself; an empty URL turns the
+# service off. Every call has GEO_TIMEOUT_S for its whole answer; answers are cached for
+# GEO_CACHE_SECONDS, failures for GEO_FAILURE_CACHE_SECONDS.
+GEOCODING_URL = env.str("GEOCODING_URL", default="https://nominatim.openstreetmap.org/search")
+WEATHER_URL = env.str("WEATHER_URL", default="https://api.open-meteo.com/v1/forecast")
+WEATHER_ATTRIBUTION = env.str("WEATHER_ATTRIBUTION", default="Open-Meteo.com (CC BY 4.0)")
+MAP_TILE_URL = env.str(
+    "MAP_TILE_URL",
+    default="https://server.arcgisonline.com/ArcGIS/rest/services/World_Imagery/MapServer/tile/{z}/{y}/{x}",
+)
+MAP_ATTRIBUTION = env.str(
+    "MAP_ATTRIBUTION", default="Esri, Maxar, Earthstar Geographics, and the GIS User Community"
+)
+MAP_ZOOM = env.int("MAP_ZOOM", default=17)
+GEO_TIMEOUT_S = env.float("GEO_TIMEOUT_S", default=3.0)
+GEO_CACHE_SECONDS = env.int("GEO_CACHE_SECONDS", default=6 * 3600)
+GEO_FAILURE_CACHE_SECONDS = env.int("GEO_FAILURE_CACHE_SECONDS", default=300)
+GEO_USER_AGENT = env.str(
+    "GEO_USER_AGENT",
+    default=f"MatriCloud/0.1 (solar monitoring portal; {PORTAL_URL or 'self-hosted'})",
+)
+# Site pictures (guide §6.2.1), checked like avatars and logos (accounts/stored_files.py).
+SITE_PICTURE_MAX_BYTES = env.int("SITE_PICTURE_MAX_BYTES", default=4 * 1024 * 1024)
+
+
+def _float_entries(name: str) -> dict[str, float]:
+    """`NAME=key=1.5,other=2` from the environment as {"key": 1.5, "other": 2.0}."""
+    return {key.strip(): float(value) for key, value in env.dict(name, default={}).items()}
+
+
+# Home (docs/home.md): units of each currency per 1 EUR for converting revenue to the user's
+# currency, and the green-efficiency factors; the environment overrides single entries, e.g.
+# CURRENCY_RATES=USD=1.09,GBP=0.84 and GREEN_FACTORS=co2_kg_per_kwh=0.25.
+CURRENCY_RATES = {
+    "EUR": 1.0,
+    "USD": 1.08,
+    "GBP": 0.85,
+    "CHF": 0.94,
+    "CAD": 1.50,
+    "PLN": 4.25,
+    "SEK": 11.20,
+    **{key.upper(): rate for key, rate in _float_entries("CURRENCY_RATES").items()},
+}
+GREEN_FACTORS = {
+    "coal_kg_per_kwh": 0.4,
+    "co2_kg_per_kwh": 0.997,
+    "co2_kg_per_tree_year": 21.77,
+    **_float_entries("GREEN_FACTORS"),
+}
 
 
 def _celery_redis_url(url: str) -> str:
@@ -293,7 +353,7 @@ STATICFILES_DIRS = [
     ("vendor/htmx", NODE_MODULES / "htmx.org" / "dist"),
     ("vendor/bootstrap", NODE_MODULES / "bootstrap" / "dist"),
     ("vendor/bootstrap-icons", NODE_MODULES / "bootstrap-icons" / "font"),
-    ("vendor/chart.js", NODE_MODULES / "chart.js" / "dist"),
+    ("vendor/uplot", NODE_MODULES / "uplot" / "dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -4,7 +4,7 @@ from django.urls import include, path
 from matricloud import files, views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", include("fleet.urls")),
     path("account/", include("accounts.urls")),
     path("maintenance/", include("maintenance.urls")),
     path("", include((views.placeholder_patterns, "placeholder"))),

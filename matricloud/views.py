@@ -1,4 +1,4 @@
-"""Home, health check and the menu entries whose pages come with later features."""
+"""Health check and the menu entries whose pages come with later features."""
 
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -7,19 +7,7 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Company, User
 from accounts.permissions import can
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    companies = Company.objects.visible_to(request.user)
-    context = {
-        "company_count": companies.count(),
-        "user_count": User.objects.visible_to(request.user).count(),
-        "can_manage_accounts": can(request.user, "company.view"),
-    }
-    return render(request, "home.html", context)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -30,7 +18,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 PLACEHOLDERS = {
-    "site": _("Site"),
     "gateway": _("Gateway"),
     "inverter": _("Inverter"),
     "upgrade": _("Upgrade"),

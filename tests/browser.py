@@ -22,3 +22,11 @@ def sign_in(page, email):
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/$"))
+
+
+def pick_existing_owner(dialog, query: str, email: str) -> None:
+    """Step 3 of Site → Create Site: "Select an existing account", search, tick the match."""
+    dialog.get_by_text("Select an existing account").click()
+    dialog.locator("input[name=owner_q]").fill(query)
+    dialog.locator(f"#owner-choices >> text={email}").wait_for()
+    dialog.locator("#owner-choices input[type=radio]").first.check()

@@ -50,6 +50,13 @@ def _isolated_cache_and_mail(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The geocoding, weather and map providers are on the internet, which tests never use: a
+    # port that refuses at once makes them "unavailable" (tests of the adapters point these at
+    # tests/provider_server.py instead).
+    refused = "http://127.0.0.1:9"
+    settings.GEOCODING_URL = f"{refused}/search"
+    settings.WEATHER_URL = f"{refused}/v1/forecast"
+    settings.MAP_TILE_URL = refused + "/tile/{z}/{y}/{x}"
     cache.clear()
     yield
     # Middleware activates the signed-in user's language and time zone on the test thread;
@@ -199,7 +206,11 @@ def page(live_server, monkeypatch):
     axe_reports: list[dict] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
+        # Reduced motion: Bootstrap then shows dialogs without fading, so axe-core never
+        # checks a dialog half faded in (its colours are not yet the real ones).
+        context = browser.new_context(
+            viewport=VIEWPORT, base_url=live_server.url, reduced_motion="reduce"
+        )
         # Every Content-Security-Policy violation, as the browser reports it in the console.
         context.add_init_script(CSP_REPORTER)
         context.expose_binding(

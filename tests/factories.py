@@ -197,6 +197,17 @@ class SiteEnergyDailyFactory(factory.django.DjangoModelFactory):
     day = factory.LazyFunction(lambda: timezone.now().date())
 
 
+class SiteEnergyMonthlyFactory(factory.django.DjangoModelFactory):
+    """A site's energy of one month (this month unless `month=`), all totals zero."""
+
+    class Meta:
+        model = "inverters.SiteEnergyMonthly"
+
+    site = factory.SubFactory(SiteFactory)
+    company = factory.SelfAttribute("site.company")
+    month = factory.LazyFunction(lambda: timezone.now().date().replace(day=1))
+
+
 class RejectedMessageFactory(factory.django.DjangoModelFactory):
     """A telemetry upload of a known gateway that ingest refused as not JSON."""
 
@@ -278,3 +289,17 @@ class RemoteOperationFactory(factory.django.DjangoModelFactory):
         if create and extracted:
             type(obj).objects.filter(pk=obj.pk).update(created_at=extracted)
             obj.created_at = extracted
+
+
+class CommissioningReportFactory(factory.django.DjangoModelFactory):
+    """A finished commissioning report (without a PDF) of a site in North America."""
+
+    class Meta:
+        model = "fleet.CommissioningReport"
+
+    site = factory.SubFactory(SiteFactory, country="US", time_zone="America/Chicago")
+    company = factory.SelfAttribute("site.company")
+    name = factory.Sequence(lambda n: f"Commission Report {n}")
+    status = "finished"
+    progress = 100
+    finished_at = factory.LazyFunction(timezone.now)

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from tests.device_rig import stop_process
 from tests.services import MOSQUITTO, Mosquitto, database_url, wait_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -277,12 +278,7 @@ def demo_simulator(command_env, tmp_path_factory):
         assert proc.poll() is None, log.read_text(errors="replace")
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 _results: dict[str, subprocess.CompletedProcess] = {}

@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from maintenance.models import OperationKind, OperationState, RemoteOperation
@@ -24,23 +24,14 @@ from tests.factories import (
     RemoteOperationFactory,
     SiteFactory,
 )
+from tests.page_helpers import default_language_and_time_zone_afterwards  # noqa: F401
+from tests.parameters_helpers import HTMX_DIALOG, HTMX_TABLE, POLLING, TH, assert_queued_read, names
 from tests.permission_matrix import Expect, assert_matrix
 
 pytestmark = pytest.mark.django_db
 
 PAGE_URL = "/maintenance/parameters/"
-TH = "ECH10K-TH-EU"
-HTMX_TABLE = {"HX-Request": "true", "HX-Target": "parameter-table"}
-HTMX_DIALOG = {"HX-Request": "true", "HX-Target": "parameter-dialog"}
-POLLING = 'hx-trigger="every 1s"'
 UTC = dt.UTC
-
-
-@pytest.fixture(autouse=True)
-def _default_language_and_time_zone_afterwards():
-    yield
-    translation.deactivate()
-    timezone.deactivate()
 
 
 @pytest.fixture
@@ -78,10 +69,6 @@ def write_url(inverter, key):
 
 def value_url(operation, key):
     return reverse("maintenance:parameter_value", args=[operation.pk, key])
-
-
-def names(response):
-    return [point.name for point, _cell in response.context["rows"]]
 
 
 def cells(response):
@@ -454,14 +441,8 @@ def test_read_queues_one_operation_and_answers_with_the_polling_cell(tenants, cl
         {"key": "grid_power_kw"},
         headers={"HX-Request": "true", "HX-Target": "value-grid_power_kw"},
     )
-    assert response.status_code == 200
-    operation = RemoteOperation.objects.get()
-    assert operation.state == OperationState.QUEUED and operation.kind == OperationKind.READ
-    assert operation.inverter == fleet.sunfix and operation.user == tenants.helios_om
-    assert operation.request["keys"] == ["grid_power_kw"]
-    html = response.content.decode()
-    assert html.lstrip().startswith('<div id="value-grid_power_kw"')
-    assert POLLING in html and f'hx-get="{value_url(operation, "grid_power_kw")}"' in html
+    operation, html = assert_queued_read(response, fleet.sunfix, tenants.helios_om)
+    assert f'hx-get="{value_url(operation, "grid_power_kw")}"' in html
     assert "Queued" in html
 
 

@@ -7,18 +7,14 @@ and pymodbus inverters. Refusals are checked by listening on the broker for comm
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -26,7 +22,7 @@ from django.core.exceptions import PermissionDenied
 from guardian.shortcuts import assign_perm
 
 from devices import protocol
-from gateways.models import Gateway, GatewayStatus
+from gateways.models import GatewayStatus
 from inverters.telemetry import GatewayReply, Sample
 from maintenance.dispatch import close_reply_waiter, complete, wait_until_finished
 from maintenance.models import OperationState, RemoteOperation
@@ -42,28 +38,26 @@ from maintenance.remote import (
     write_registers,
 )
 from maintenance.tasks import sweep_operations as sweep
-from matricloud.celery import app as celery_app
 from simulator.clock import SimClock
 from simulator.environment import Site as SimSite
 from simulator.fleet import FleetThread
 from simulator.sources import GatewaySpec, InverterSpec
 from tests.browser import CHROMIUM, PASSWORD, sign_in
+from tests.device_rig import (
+    gateway_status,
+    start_worker,
+    stop_process,
+    tasks_to,
+    yesterday_noon_in_rome,
+)
 from tests.factories import GatewayFactory, InverterFactory, SiteFactory
 from tests.ingest_helpers import TH, running_ingest
-from tests.services import BASE_DIR, Mosquitto, database_url, free_port, needs_mosquitto, wait_for
+from tests.services import Mosquitto, free_port, needs_mosquitto, wait_for
 
 pytestmark = [needs_mosquitto, pytest.mark.django_db(transaction=True)]
 
 GATEWAY_SN = "GWOPS00001"
 INVERTER_SN = "GWOPS00001I1"
-
-
-def yesterday_noon_in_rome() -> float:
-    """The simulated clock starts at a recent noon, so samples stay inside retention and the
-    night is twelve simulated hours away."""
-    rome = ZoneInfo("Europe/Rome")
-    day = (dt.datetime.now(rome) - dt.timedelta(days=1)).date()
-    return dt.datetime.combine(day, dt.time(12), rome).timestamp()
 
 
 # --- services -----------------------------------------------------------------------------------
@@ -76,52 +70,6 @@ def broker(tmp_path_factory):
     mosquitto.stop()
 
 
-def start_worker(queue: str, broker_url: str, log_path) -> subprocess.Popen:
-    """`celery worker` on the test database, as production runs it (one process)."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "MQTT_URL": broker_url,
-        "DJANGO_SETTINGS_MODULE": "matricloud.settings",
-        "REMOTE_OPERATION_REPLY_WAIT_S": "20",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "matricloud",
-            "worker",
-            "--pool",
-            "solo",
-            "--queues",
-            queue,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    wait_for(lambda: "ready." in log_path.read_text(errors="replace"), 60, "celery worker")
-    return proc
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def worker(django_db_setup, broker, tmp_path_factory):
     queue = f"ops-test-{uuid.uuid4().hex[:8]}"
@@ -129,16 +77,6 @@ def worker(django_db_setup, broker, tmp_path_factory):
     proc = start_worker(queue, broker.url, log_path)
     yield SimpleNamespace(queue=queue, proc=proc, log=log_path)
     stop_process(proc)
-
-
-@contextlib.contextmanager
-def tasks_to(queue: str):
-    old = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
-    try:
-        yield
-    finally:
-        celery_app.conf.task_default_queue = old
 
 
 class CommandListener:
@@ -201,10 +139,6 @@ def rig(tenants, broker, worker, settings):
         finally:
             listener.close()
             close_reply_waiter()
-
-
-def gateway_status(gateway: Gateway) -> str:
-    return Gateway.objects.values_list("status", flat=True).get(pk=gateway.pk)
 
 
 def finished(operation: RemoteOperation, timeout: float = 30) -> RemoteOperation:

@@ -1,38 +1,20 @@
 """The registration code travels through a real SMTP server (aiosmtpd) and completes a
 registration; a refusing mail server is reported to the user and does not burn a "Send"."""
 
-import email
-import email.policy
 import re
-import socket
 
 import pytest
 from aiosmtpd.controller import Controller
 from django.urls import reverse
 
 from accounts.models import User, VerificationCode
+from tests.device_rig import Mailbox
+from tests.services import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ADDRESS = "marco@luce-impianti.example"
 PASSWORD = "Lantern-88#it"
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
-        self.messages.append(message)
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def use_smtp(settings, port: int) -> None:
@@ -48,7 +30,7 @@ def use_smtp(settings, port: int) -> None:
 
 @pytest.fixture
 def smtp_server(settings):
-    collector = Collector()
+    collector = Mailbox()
     controller = Controller(collector, hostname="127.0.0.1", port=free_port())
     controller.start()
     use_smtp(settings, controller.port)

@@ -11,7 +11,7 @@ import datetime
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -69,3 +69,31 @@ class DateRangeFilterSet(django_filters.FilterSet):
         # Inclusive: everything before the next day's midnight.
         end = start_of_day(value + datetime.timedelta(days=1))
         return queryset.filter(**{f"{self.date_field}__lt": end})
+
+
+# --- Text search -----------------------------------------------------------------------------
+
+
+def search_input(placeholder: str) -> forms.TextInput:
+    """A search box's input: type "search" (a clear button), no autocomplete."""
+    return forms.TextInput(
+        attrs={"type": "search", "placeholder": placeholder, "autocomplete": "off"}
+    )
+
+
+class ContainsFilter(django_filters.CharFilter):
+    """The rows whose `fields` (default: `field_name`) contain the typed text, ignoring case
+    and the spaces around it; blank keeps every row."""
+
+    def __init__(self, *args, fields: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.search_fields = fields
+
+    def filter(self, qs: QuerySet, value: str | None) -> QuerySet:
+        value = (value or "").strip()
+        if not value:
+            return qs
+        matches = Q()
+        for field in self.search_fields or (self.field_name,):
+            matches |= Q(**{f"{field}__icontains": value})
+        return qs.filter(matches)

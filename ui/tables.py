@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import django_tables2 as tables
+from django.template.loader import render_to_string
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 from django_tables2.utils import Sequence
 
 from ui.models import TablePreference
@@ -145,6 +148,73 @@ class BaseTable(tables.Table):
             if (column.visible or column.name in download_only)
             and not column.column.exclude_from_export
         ]
+
+
+# --- Columns and cells that several tables share ------------------------------------------------
+
+
+def operations_column(template_name: str = "", **kwargs: Any) -> tables.Column:
+    """A row's "Operation" column (its "…" menu or buttons): right-aligned, not sortable, never
+    downloaded. With `template_name` it renders that template (add `extra_context=` for more
+    than `record`); without, the table's `render_operations(record)` draws it."""
+    options = {
+        "verbose_name": _("Operation"),
+        "orderable": False,
+        "exclude_from_export": True,
+        "attrs": {"th": {"class": "text-end"}, "td": {"class": "text-end"}},
+        **kwargs,
+    }
+    if template_name:
+        return tables.TemplateColumn(template_name=template_name, **options)
+    return tables.Column(accessor="pk", empty_values=(), **options)
+
+
+@dataclass(frozen=True)
+class MenuAction:
+    """One entry of a row's "…" menu: it loads `url` into the page's dialog."""
+
+    url: str
+    icon: str  # a bootstrap-icons name without "bi-"
+    label: str
+    danger: bool = False  # destructive: shown in red
+    separated: bool = False  # a divider above it
+
+
+def row_menu(name: Any, actions: Iterable[MenuAction]) -> str:
+    """A row's "…" menu (ui/_row_menu.html), labelled "Operations for `name`"."""
+    return render_to_string("ui/_row_menu.html", {"name": name, "actions": list(actions)})
+
+
+def figure_column(verbose_name: Any, **kwargs: Any) -> tables.Column:
+    """A number with its unit: right-aligned, kept on one line."""
+    attrs = {"th": {"class": "text-end"}, "td": {"class": "text-nowrap text-end"}}
+    return tables.Column(verbose_name=verbose_name, attrs=attrs, **kwargs)
+
+
+def status_pill(label: Any, tone: str) -> str:
+    """A status as a coloured pill (DESIGN §5); `tone` is a Bootstrap colour name."""
+    return format_html(
+        '<span class="badge rounded-pill text-bg-{} status-pill">{}</span>', tone, label
+    )
+
+
+def country_flag(country: Any) -> str:
+    """A country (django-countries) as its flag and code; the name shows on hover."""
+    return format_html(
+        '<span title="{}"><img src="{}" alt="" class="flag me-1">{}</span>',
+        country.name,
+        country.flag,
+        country.code,
+    )
+
+
+def truncated_text(value: str) -> str:
+    """Long text cut to the column's width; the whole text shows on hover."""
+    return format_html(
+        '<span class="d-inline-block text-truncate align-bottom mw-14rem" title="{}">{}</span>',
+        value,
+        value,
+    )
 
 
 # --- Remembered choices -------------------------------------------------------------------------

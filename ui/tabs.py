@@ -24,10 +24,11 @@ URL; a tab with `poll` (e.g. "10s") re-fetches only its own panel, without the t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.urls import reverse
 
 from ui.views import HtmxPartialMixin, htmx_partial
@@ -45,6 +46,12 @@ class Tab:
     action: str
     icon: str = ""
     poll: str = ""
+    # For tabs that only some objects have (e.g. Commissioning for North-American sites): the
+    # tab is hidden for the others and its URL answers 404 for them.
+    applies: Callable[[Any], bool] | None = None
+
+    def applies_to(self, obj: Any) -> bool:
+        return self.applies is None or obj is None or bool(self.applies(obj))
 
 
 class TabMixin(HtmxPartialMixin):
@@ -82,8 +89,14 @@ class TabMixin(HtmxPartialMixin):
         return [
             {"tab": tab, "url": self.tab_url(tab), "active": tab.name == self.tab}
             for tab in self.tabs
-            if self.permits(user, tab.action, obj)
+            if tab.applies_to(obj) and self.permits(user, tab.action, obj)
         ]
+
+    def get_object(self) -> Any:
+        obj = super().get_object()
+        if not self.current_tab().applies_to(obj):
+            raise Http404("this tab does not apply to this object")
+        return obj
 
     def tab_partial(self) -> bool:
         return htmx_partial(self.request, self.tab_target)

@@ -142,16 +142,23 @@
       show(bound && userForm.dataset.firstStepErrors === "false" ? "2" : "1");
     }
 
-    // Maintenance → Parameters: a successful write answers with the row's Value cell and the
-    // event parameter-written: close the dialog; a closed dialog shows "Loading…" again.
-    const modal = document.getElementById("parameter-modal");
-    const dialog = document.getElementById("parameter-dialog");
-    if (modal && dialog) {
-      const loading = dialog.innerHTML;
-      document.body.addEventListener("parameter-written", () => {
-        if (window.bootstrap) bootstrap.Modal.getOrCreateInstance(modal).hide();
-      });
-      modal.addEventListener("hidden.bs.modal", () => { dialog.innerHTML = loading; });
-    }
+    // Maintenance → Parameters (also mounted in a site's Settings tab, which a tab switch may
+    // swap in later): a successful write answers with the row's Value cell and the event
+    // parameter-written: close the dialog; a closed dialog shows "Loading…" again. Listeners
+    // sit on the document, so they hold for a dialog that arrives after the page loaded.
+    document.body.addEventListener("parameter-written", () => {
+      const modal = document.getElementById("parameter-modal");
+      if (modal && window.bootstrap) bootstrap.Modal.getOrCreateInstance(modal).hide();
+    });
+    document.addEventListener("hidden.bs.modal", (event) => {
+      const dialog = event.target.id === "parameter-modal"
+        && document.getElementById("parameter-dialog");
+      if (dialog) dialog.innerHTML = dialog.dataset.loading || "";
+    });
+    document.addEventListener("show.bs.modal", (event) => {
+      const dialog = event.target.id === "parameter-modal"
+        && document.getElementById("parameter-dialog");
+      if (dialog && dialog.dataset.loading === undefined) dialog.dataset.loading = dialog.innerHTML;
+    });
   });
 })();
