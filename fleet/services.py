@@ -32,6 +32,7 @@ from accounts.permissions import can, require
 from accounts.scoping import is_visible
 from accounts.stored_files import delete_on_commit
 from alarms.models import Alarm
+from fleet.models import CommissioningReport
 from gateways.models import Gateway
 from inverters.models import EnergyDaily, Inverter, InverterLatest, Sample
 from inverters.placement import placement_changed
@@ -431,9 +432,10 @@ def delete_site(site: Site, *, acting_user: User) -> None:
     """Delete a site without gateways (guide §6.1.3 "Delete").
 
     Refused (SiteDeletionRefused) while gateways are bound. Otherwise the site's daily and
-    monthly energy is deleted with it; inverters still linked without a gateway are unlinked
-    and keep their own data; alarms and remote operations keep their history without the site;
-    the owners' grants and the picture are removed.
+    monthly energy and its commissioning reports (rows and PDF files) are deleted with it;
+    inverters still linked without a gateway are unlinked and keep their own data; alarms and
+    remote operations keep their history without the site; the owners' grants and the
+    picture are removed.
     """
     require(acting_user, "site.manage", site)
     with transaction.atomic():
@@ -452,6 +454,8 @@ def delete_site(site: Site, *, acting_user: User) -> None:
             content_type=ContentType.objects.get_for_model(Site), object_pk=str(site.pk)
         ).delete()
         delete_on_commit(site.picture)
+        for report in CommissioningReport.objects.filter(site=site).only("pdf"):
+            delete_on_commit(report.pdf)
         site.delete()
 
 

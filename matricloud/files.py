@@ -8,7 +8,9 @@ Models give the address through a `*_url` property (accounts.stored_files.stored
 
 The bytes go out through the web server when MEDIA_X_ACCEL_REDIRECT_PREFIX names an nginx
 `internal` location that maps to MEDIA_ROOT (X-Accel-Redirect), through FileResponse otherwise.
-Commissioning reports, firmware images and exports become kinds here when they arrive.
+Firmware images and exports become kinds here when they arrive. Commissioning reports are
+served by their own view (fleet/views/commissioning.py): who gets one depends on a role
+(`site.manage`), not only on seeing the site; it sends the bytes the same two ways.
 """
 
 from __future__ import annotations

@@ -2,18 +2,23 @@
 Distribute, Rename and Delete, and binding, unbinding and deleting devices — each checked,
 refused with a reason where it must be, and recorded in the audit trail."""
 
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
 from django.urls import reverse
 from guardian.shortcuts import assign_perm
 
 from accounts.models import AuditEvent, CompanyType, Role
 from alarms.models import Alarm
 from fleet import services
+from fleet.models import CommissioningReport
 from inverters.models import EnergyDaily, Inverter, InverterLatest, Sample, SiteEnergyDaily
 from sites.models import Site
 from tests.factories import (
     AlarmFactory,
+    CommissioningReportFactory,
     CompanyFactory,
     EnergyDailyFactory,
     GatewayFactory,
@@ -257,6 +262,17 @@ def test_delete_removes_the_sites_energy_and_grants_and_unlinks_inverters(tenant
     assert not UserObjectPermission.objects.filter(object_pk=str(pk)).exists()
     event = AuditEvent.objects.get(action="site.deleted")
     assert event.object_label == "Alpha Roof" and event.before["name"] == "Alpha Roof"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_removes_the_commissioning_reports_and_their_pdf_files(tenants, site):
+    report = CommissioningReportFactory(site=site)
+    report.pdf.save("handover.pdf", ContentFile(b"%PDF-1.4 test"), save=True)
+    stored = Path(report.pdf.path)
+    assert stored.exists()
+    services.delete_site(site, acting_user=tenants.sunfix_om)
+    assert not CommissioningReport.objects.filter(pk=report.pk).exists()
+    assert not stored.exists()
 
 
 def test_delete_is_for_staff_only(tenants, site):
