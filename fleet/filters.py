@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from guardian.models import UserObjectPermission
 
 from accounts.models import Company, User
-from fleet.queries import SiteStatus, with_status
+from fleet.queries import SiteStatus, filter_status
 from sites.models import Site
 from ui.filters import ContainsFilter, search_input
 from ui.forms import StyledFormMixin
@@ -88,9 +88,7 @@ class SiteFilter(django_filters.FilterSet):
         form = SiteFilterForm
 
     def filter_status(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        # The §4.1 status is an annotation; the list annotates it again for its page, which
-        # Django reuses (same expression, same name).
-        return with_status(queryset).filter(status=value)
+        return filter_status(queryset, value)
 
     def filter_user(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         """Sites granted to a user the viewer can see whose username or email matches."""

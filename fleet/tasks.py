@@ -29,3 +29,13 @@ def build_commissioning_report(report_id: int, generation: int) -> str:
 def email_commissioning_report(report_id: int) -> str:
     """Send Email: mail the finished PDF (again) to the report's address."""
     return commissioning.email_report(report_id)
+
+
+@shared_task(time_limit=60, soft_time_limit=50, ignore_result=True)
+def refresh_home_snapshot() -> dict[str, int]:
+    """Home's live figures of every company (fleet/snapshot.py), every
+    HOME_SNAPSHOT_INTERVAL_S."""
+    from fleet import snapshot
+
+    taken = snapshot.refresh()
+    return {"companies": len(taken.paths)}

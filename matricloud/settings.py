@@ -210,6 +210,11 @@ CELERY_TIMEZONE = "UTC"
 # checked before each task instead (matricloud/celery.py).
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+#: Home's figures for staff come from a snapshot of every company refreshed this often, and are
+#: used while younger than HOME_SNAPSHOT_MAX_AGE_S (fleet/snapshot.py, docs/home.md).
+HOME_SNAPSHOT_INTERVAL_S = env.int("HOME_SNAPSHOT_INTERVAL_S", default=30)
+HOME_SNAPSHOT_MAX_AGE_S = env.int("HOME_SNAPSHOT_MAX_AGE_S", default=90)
+
 CELERY_BEAT_SCHEDULE = {
     # Gateways that stay connected but stop uploading turn offline (3 missed uploads).
     "sweep-offline-devices": {"task": "ingest.tasks.sweep_offline_devices", "schedule": 60.0},
@@ -218,6 +223,11 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-operations": {
         "task": "maintenance.tasks.sweep_operations",
         "schedule": REMOTE_OPERATION_SWEEP_S,
+    },
+    # Home's live figures of every company (fleet/snapshot.py).
+    "refresh-home-snapshot": {
+        "task": "fleet.tasks.refresh_home_snapshot",
+        "schedule": float(HOME_SNAPSHOT_INTERVAL_S),
     },
     # Sample partitions are created ahead and dropped after the retention period.
     "maintain-sample-partitions": {

@@ -16,17 +16,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist
-from django.db import models
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone, translation
 from django.utils.encoding import force_str
 from django.utils.html import strip_tags
 from django.utils.safestring import SafeData
-from django_tables2 import Column
-from django_tables2.rows import BoundRow
-from django_tables2.utils import A, signature
+
+from ui.cells import CellReader
 
 FORMATS: dict[str, tuple[str, str]] = {
     "csv": ("text/csv; charset=utf-8", "CSV"),
@@ -52,69 +49,9 @@ def table_rows(
     records = (
         queryset.iterator(chunk_size=chunk_size) if isinstance(queryset, QuerySet) else queryset
     )
-    cells = [_CellReader(table, column) for column in columns]
+    cells = [CellReader(table, column) for column in columns]
     for record in records:
         yield [plain(cell(record)) for cell in cells]
-
-
-class _CellReader:
-    """One column's download value for any record, as django-tables2's `BoundRow.
-    get_cell_value` computes it (`value_<name>`, else `render_<name>`, else the column's
-    `value`; a choice field's display label; the column's empty values give None) — but with
-    the value function's signature and the choice labels looked up once per download instead
-    of once per cell, which made a download of many rows take minutes."""
-
-    def __init__(self, table: Any, bound_column: Any) -> None:
-        self.table = table
-        self.bound_column = bound_column
-        self.column = bound_column.column
-        self.accessor = A(bound_column.accessor)
-        self.function = bound_column.value
-        if self.function == self.column.value and type(self.column).value is Column.value:
-            # Column.value only calls render, looking up render's signature every time.
-            self.function = self.column.render
-        names, catch_all = signature(self.function)
-        self.wanted = None if catch_all else frozenset(names)
-        self.labels: dict[Any, dict[Any, str]] = {}  # model → raw value → choice label
-
-    def __call__(self, record: Any) -> Any:
-        value = self.value(record)
-        if value in self.column.empty_values:
-            return None
-        arguments = {
-            "value": value,
-            "record": record,
-            "column": self.column,
-            "bound_column": self.bound_column,
-            "bound_row": None,
-            "table": self.table,
-        }
-        if self.wanted is not None:
-            if not self.wanted <= arguments.keys() or "bound_row" in self.wanted:
-                return BoundRow(record, table=self.table).get_cell_value(self.bound_column.name)
-            arguments = {name: arguments[name] for name in self.wanted}
-        return self.function(**arguments)
-
-    def value(self, record: Any) -> Any:
-        penultimate, remainder = self.accessor.penultimate(record)
-        if isinstance(penultimate, models.Model):
-            try:
-                field = self.accessor.get_field(record)
-            except FieldDoesNotExist:
-                field = None
-            if field is not None and getattr(field, "choices", None):
-                raw = getattr(penultimate, field.attname)
-                labels = self.labels.get(type(penultimate))
-                if labels is None:
-                    labels = {
-                        key: force_str(label, strings_only=True) for key, label in field.flatchoices
-                    }
-                    self.labels[type(penultimate)] = labels
-                return labels.get(raw, raw)
-        try:
-            return self.accessor.resolve(record)
-        except Exception:  # noqa: BLE001 - a column without a field, as django-tables2 allows
-            return None
 
 
 def plain(value: Any) -> Any:

@@ -25,7 +25,7 @@ from django.views.generic import TemplateView
 from accounts.permissions import can
 from accounts.views.generic import ActionRequiredMixin, htmx_partial
 from alarms.models import AlarmLevel
-from fleet import green
+from fleet import green, snapshot
 from fleet import home as figures
 from fleet.home import RANK_TODAY, RANK_TOTAL, RANKINGS, Scope
 from fleet.queries import STATUS_TONE, SiteStatus
@@ -77,7 +77,7 @@ class HomeView(ActionRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        scope = Scope.of(self.request.user)
+        scope = snapshot.scope_for(self.request.user)
         self.period = figures.parse_period(
             self.request.GET.get("period"), scope.today
         ) or figures.default_period(scope.today)
@@ -109,7 +109,8 @@ class HomeView(ActionRequiredMixin, TemplateView):
         return context
 
     def live_context(self, scope: Scope) -> dict[str, Any]:
-        counts = figures.site_counts(scope)
+        now = snapshot.fleet_now_for(scope)
+        counts = now.counts
         list_url = reverse("sites:list")
         statuses = [
             {
@@ -127,9 +128,7 @@ class HomeView(ActionRequiredMixin, TemplateView):
                 "site_list_url": list_url,
                 "this_month": None,
             }
-        live = figures.live_figures(scope)
-        today = figures.today_sums(scope)
-        this_month = figures.this_month_sums(scope)
+        live, today, this_month = now.live, now.today, now.this_month
         revenue = figures.revenue(scope, today, this_month, live)
         return {
             "site_total": counts.total,
@@ -210,7 +209,7 @@ class HomeView(ActionRequiredMixin, TemplateView):
         }
 
     def ranking_context(self, scope: Scope) -> dict[str, Any]:
-        ranked = figures.yield_ranking(scope, self.ranking)
+        ranked = snapshot.ranking_for(scope, self.ranking)
         best = max((row.kwh or 0 for row in ranked), default=0)
         home = reverse("home")
         return {
@@ -268,7 +267,7 @@ class MonthlyChartView(ActionRequiredMixin, View):
     action = "site.view"
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        scope = Scope.of(request.user)
+        scope = snapshot.scope_for(request.user)
         raw = request.GET.get("period")
         period = (
             figures.parse_period(raw, scope.today) if raw else figures.default_period(scope.today)

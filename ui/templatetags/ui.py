@@ -31,3 +31,11 @@ def page_url(context: template.Context, parameter: str, number: Any) -> str:
 def page_range(page: Page) -> Iterable[Any]:
     """The page numbers around the current page, with the paginator's ellipsis between."""
     return page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
+
+
+@register.simple_tag(takes_context=True)
+def table_rows(context: template.Context, table: Any) -> str:
+    """The rows of a django-tables2 table's page (ui.cells.render_rows)."""
+    from ui.cells import render_rows
+
+    return render_rows(table, context)
