@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import django_tables2 as tables
-from django.template.loader import render_to_string
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django_tables2.utils import Sequence
 
@@ -180,9 +180,35 @@ class MenuAction:
     separated: bool = False  # a divider above it
 
 
+_MENU_BUTTON = (
+    '<div class="dropdown"><button class="btn btn-sm btn-light border" type="button" '
+    'data-bs-toggle="dropdown" data-bs-config=\'{{"popperConfig": {{"strategy": '
+    '"fixed"}}}}\' aria-expanded="false" aria-label="{}"><i class="bi bi-three-dots" '
+    'aria-hidden="true"></i></button><ul class="dropdown-menu dropdown-menu-end shadow-sm">'
+)
+_MENU_ITEM = (
+    '<li><a class="dropdown-item{}" href="{}" hx-get="{}" hx-target="#action-dialog" '
+    'hx-swap="innerHTML" data-bs-toggle="modal" data-bs-target="#action-modal">'
+    '<i class="bi bi-{} me-2" aria-hidden="true"></i>{}</a></li>'
+)
+_MENU_DIVIDER = '<li><hr class="dropdown-divider"></li>'
+
+
 def row_menu(name: Any, actions: Iterable[MenuAction]) -> str:
-    """A row's "…" menu (ui/_row_menu.html), labelled "Operations for `name`"."""
-    return render_to_string("ui/_row_menu.html", {"name": name, "actions": list(actions)})
+    """A row's "…" menu, labelled "Operations for `name`": each action opens its confirmation
+    or form in the page's dialog (ui/_dialog.html). Built here rather than from a template:
+    a list draws one per row."""
+    label = _("Operations for %(name)s") % {"name": name}
+    parts = [format_html(_MENU_BUTTON, label)]
+    for action in actions:
+        if action.separated:
+            parts.append(_MENU_DIVIDER)
+        danger = " text-danger" if action.danger else ""
+        parts.append(
+            format_html(_MENU_ITEM, danger, action.url, action.url, action.icon, action.label)
+        )
+    parts.append("</ul></div>")
+    return mark_safe("".join(parts))  # noqa: S308 - every part is format_html or a constant
 
 
 def figure_column(verbose_name: Any, **kwargs: Any) -> tables.Column:

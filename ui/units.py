@@ -8,8 +8,10 @@ Plain functions, so tables, downloads and templates (the `units` tag library) pr
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 
-from babel.numbers import format_currency, format_decimal
+from babel import Locale
+from babel.numbers import NumberPattern, format_currency, parse_pattern
 from django.utils import translation
 
 MISSING = "–"
@@ -20,12 +22,22 @@ def _locale() -> str:
     return (translation.get_language() or "en").replace("-", "_")
 
 
+@lru_cache(maxsize=16)
+def _decimal_pattern(decimals: int) -> NumberPattern:
+    return parse_pattern("#,##0" + ("." + "#" * decimals if decimals else ""))
+
+
+@lru_cache(maxsize=32)
+def _babel_locale(name: str) -> Locale:
+    return Locale.parse(name)
+
+
 def number(value: float | Decimal | None, decimals: int = 2) -> str:
-    """A number with the language's separators and at most `decimals` decimals."""
+    """A number with the language's separators and at most `decimals` decimals (babel's
+    `format_decimal`, with the pattern and the locale parsed once: tables print hundreds)."""
     if value is None:
         return MISSING
-    pattern = "#,##0" + ("." + "#" * decimals if decimals else "")
-    return format_decimal(value, format=pattern, locale=_locale())
+    return _decimal_pattern(decimals).apply(value, _babel_locale(_locale()))
 
 
 def power_kw(watts: float | None, decimals: int = 2) -> str:
