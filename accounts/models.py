@@ -293,6 +293,14 @@ class AuditAction(models.TextChoices):
     COMMISSIONING_UPDATED = "commissioning.updated", _("Commissioning report updated")
     COMMISSIONING_DELETED = "commissioning.deleted", _("Commissioning report deleted")
     COMMISSIONING_SENT = "commissioning.sent", _("Commissioning report sent")
+    # Gateway and inverter pages (guide §6.3, §6.4)
+    GATEWAY_RENAMED = "gateway.renamed", _("Gateway renamed")
+    GATEWAY_DISTRIBUTED = "gateway.distributed", _("Gateway distributed")
+    GATEWAY_DEVICE_DELETED = "gateway.device_deleted", _("Device removed from gateway")
+    GATEWAY_UPGRADE_REQUESTED = "gateway.upgrade_requested", _("Gateway upgrade requested")
+    INVERTER_RENAMED = "inverter.renamed", _("Inverter renamed")
+    INVERTER_REMOVED = "inverter.deleted", _("Inverter removed")
+    AUTOTEST_STARTED = "inverter.autotest_started", _("AutoTest started")
 
 
 class AuditEventQuerySet(models.QuerySet):

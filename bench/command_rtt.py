@@ -10,14 +10,24 @@
 
 The two are measured interleaved (one of each per round) so machine noise hits both alike.
 
+Then, with `--load-gateways N` (default 1,000; 0 skips it), the same is measured again while
+ingest carries the telemetry of N more simulated gateways (1–3 inverters each, polled over
+Modbus on in-process lines, uploading every `--load-interval` seconds, default 10 s — six times
+the production default, so N/10 uploads a second), run in a second simulator process and
+registered in the database like real gateways, so ingest stores every sample. The load's own
+throughput is reported beside (samples stored per second during the loaded rounds, rejected
+messages), so the figure is known to be taken under that load.
+
     .venv/bin/python bench/command_rtt.py [--samples 300] [--warmup 20] [--mqtt-url URL]
+                                          [--load-gateways 1000] [--load-interval 10]
 
 It creates its own database (`<DATABASE_URL name>_bench_rtt`) from the migrations and drops it
 afterwards. The broker is a private Mosquitto started with the tuning of the shipped
 deploy/mosquitto/mosquitto.conf (among it `set_tcp_nodelay true`), or `--mqtt-url` (a broker
 without TCP_NODELAY adds about 40 ms per hop: Nagle's algorithm meets the delayed ACK). Celery
 uses REDIS_URL with a queue of its own. The last line is one JSON object: p50_ms,
-p95_ms, direct_p50_ms, direct_p95_ms, samples (and more).
+p95_ms, direct_p50_ms, direct_p95_ms, samples (and more), and under `loaded` the same figures
+measured under the load with the load's samples per second.
 """
 
 from __future__ import annotations
@@ -112,6 +122,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--mqtt-url", help="an external broker instead of a private Mosquitto")
+    parser.add_argument("--load-gateways", type=int, default=1000)
+    parser.add_argument("--load-interval", type=int, default=10)
     args = parser.parse_args()
     broker = None
     if args.mqtt_url is None:
@@ -140,6 +152,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs: list[subprocess.Popen] = []
     fleet = None
+    load = None
     try:
         user, inverter = make_fleet_rows()
         fleet = start_simulator(args.mqtt_url)
@@ -177,7 +190,41 @@ def main() -> None:
         )
         wait_online(inverter.gateway)
         result = measure(fleet, user, inverter, queue, args.samples, args.warmup)
+        if args.load_gateways:
+            specs = load_specs(args.load_gateways, args.load_interval)
+            register_load(specs, user.company)
+            load = LoadProcess(args.mqtt_url, specs)
+            print(
+                f"load: {len(specs)} gateways, {sum(len(g.inverters) for g in specs)} "
+                f"inverters, every {args.load_interval} s; settling …",
+                flush=True,
+            )
+            time.sleep(args.load_interval * 2)
+            before = load_counts()
+            started = time.monotonic()
+            loaded = measure(fleet, user, inverter, queue, args.samples, args.warmup // 2)
+            seconds = time.monotonic() - started
+            after = load_counts()
+            loaded["load_gateways"] = len(specs)
+            loaded["load_gateways_online"] = after["online"]
+            loaded["load_samples_per_s"] = round(
+                (after["samples"] - before["samples"]) / seconds, 1
+            )
+            loaded["load_expected_samples_per_s"] = round(
+                sum(len(g.inverters) for g in specs) / args.load_interval, 1
+            )
+            loaded["rejected"] = after["rejected"]
+            print(
+                f"loaded: p50 {loaded['p50_ms']} ms  p95 {loaded['p95_ms']} ms  with "
+                f"{loaded['load_samples_per_s']} samples/s stored "
+                f"(expected {loaded['load_expected_samples_per_s']}), "
+                f"{after['online']} load gateways online, {after['rejected']} rejected",
+                flush=True,
+            )
+            result["loaded"] = loaded
     finally:
+        if load is not None:
+            load.stop()
         for proc in procs:
             proc.terminate()
             try:
@@ -264,6 +311,106 @@ def _run_simulator(mqtt_url: str, conn) -> None:
     )
     fleet = FleetThread([spec], mqtt_url=mqtt_url).start()
     conn.send(fleet.fleet.gateway(GATEWAY_SN).bus.port)
+    conn.recv()
+    fleet.stop()
+
+
+LOAD_PREFIX = "BRTTLOAD"
+
+
+def load_specs(count: int, interval: int) -> list:
+    from simulator.sources import synthetic_specs
+
+    return synthetic_specs(count, prefix=LOAD_PREFIX, upload_interval_s=interval)
+
+
+def register_load(specs: list, company) -> None:
+    """The load's gateways and inverters as the portal knows real ones (ingest stores only
+    what it knows), on one site."""
+    from gateways.models import Gateway
+    from inverters.models import Inverter
+    from sites.models import Site
+
+    site = Site.objects.create(
+        company=company,
+        name="Load site",
+        address="Load street 1",
+        country="DE",
+        latitude=48.1,
+        longitude=11.6,
+        time_zone="Europe/Berlin",
+        capacity_kwp=10,
+        tariff_per_kwh="0.30",
+    )
+    gateways = Gateway.objects.bulk_create(
+        Gateway(
+            serial_number=g.serial,
+            company=company,
+            site=site,
+            upload_interval_s=g.upload_interval_s,
+        )
+        for g in specs
+    )
+    Inverter.objects.bulk_create(
+        Inverter(
+            serial_number=i.serial,
+            model=i.model,
+            gateway=gateway,
+            modbus_address=i.address,
+            company=company,
+            site=site,
+        )
+        for gateway, g in zip(gateways, specs, strict=True)
+        for i in g.inverters
+    )
+
+
+def load_counts() -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM gateways_gateway WHERE serial_number LIKE %s AND status = %s",
+            [LOAD_PREFIX + "%", "online"],
+        )
+        online = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM inverters_sample")
+        samples = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM inverters_rejectedmessage")
+        rejected = cursor.fetchone()[0]
+    return {"online": online, "samples": samples, "rejected": rejected}
+
+
+class LoadProcess:
+    """The load's simulated gateways in a process of their own (the lines in memory, Modbus
+    polled as in production)."""
+
+    def __init__(self, mqtt_url: str, specs: list) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_run_load, args=(mqtt_url, specs, child), daemon=True)
+        self.proc.start()
+        if not self._conn.poll(300):
+            raise RuntimeError("the load's gateways did not start")
+        self.online = self._conn.recv()
+
+    def stop(self) -> None:
+        self._conn.send("stop")
+        self.proc.join(60)
+
+
+def _run_load(mqtt_url: str, specs: list, conn) -> None:
+    sys.path.insert(0, str(ROOT))
+    from simulator.fleet import FleetThread
+    from simulator.gateway import GatewayOptions
+
+    options = GatewayOptions(
+        persistent_session=False, keepalive=120, modbus_timeout_s=5.0, line="memory"
+    )
+    fleet = FleetThread(specs, mqtt_url=mqtt_url, options=options).start(timeout=300)
+    conn.send(len(fleet.fleet.gateways))
     conn.recv()
     fleet.stop()
 

@@ -20,8 +20,10 @@ machine's noise falls on all alike):
   beat does), `home_cold_cache` (the cache emptied before every request: no snapshot, no past
   months, Home computes everything itself), `home_figures` (the cards the page polls every
   minute), `site_list`, `site_list_filtered` (status and a name search),
-  `site_energy_month` (a site's Energy month JSON), `inverter_day_chart` (a day of one
-  inverter's PV power from the partitioned samples).
+  `gateway_list` (the gateway dashboard and list), `inverter_list`, `inverter_data` (page 3 of
+  an inverter's Data tab: today's 5-minute samples, every decoded point), `site_energy_month` (a
+  site's Energy month JSON), `inverter_day_chart` (a day of one inverter's PV power from the
+  partitioned samples).
 
 It also reports `home_snapshot_refresh`: how long the periodic task takes for the whole
 platform (background work, not a page).
@@ -304,6 +306,9 @@ def main() -> int:
                 {},
                 False,
             ),
+            "gateway_list": (reverse("gateways:list"), {}, False),
+            "inverter_list": (reverse("inverters:list"), {}, False),
+            "inverter_data": (reverse("inverters:data", args=[inverter.pk]) + "?page=3", {}, False),
             "site_energy_month": (
                 reverse("sites:energy_data", args=[site.pk])
                 + f"?period=month&date={today:%Y-%m-%d}",

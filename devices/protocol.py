@@ -5,6 +5,7 @@ Every gateway has one namespace, `mc/v1/{serial}/…`, and may use only its own 
     status     gw → cloud   retained, also the last will   StatusMessage
     telemetry  gw → cloud   raw register blocks per bus address   TelemetryMessage
     cmd        cloud → gw   {id, op, deadline, params}   Command
+                            (`read_config` asks the gateway for the settings it runs with)
     reply      gw → cloud   {id, ok, result | error}   Reply
     ota/…      both         firmware chunks (see docs/device-protocol.md)
 
@@ -42,7 +43,7 @@ SERIAL_RE = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
 TABLES = {"i": "input", "h": "holding"}
 TABLE_CODES = {v: k for k, v in TABLES.items()}
 MAX_BLOCK_REGISTERS = 125
-COMMAND_OPS = ("modbus", "config", "reboot", "scan", "ota")
+COMMAND_OPS = ("modbus", "config", "reboot", "scan", "ota", "read_config")
 
 
 class ProtocolError(ValueError):

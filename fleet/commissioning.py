@@ -15,11 +15,10 @@ import io
 import logging
 import smtplib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -33,14 +32,15 @@ from django.utils import timezone, translation
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from reportlab.lib import colors
 from reportlab.lib.pagesizes import letter
-from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import KeepTogether, SimpleDocTemplate, Spacer
 
 from alarms.models import Alarm
 from devices.registermap import RegisterMap, UnknownModelError
+from fleet import pdf
+from fleet.device_tables import firmware_text
 from fleet.models import IN_PROGRESS, CommissioningReport, ReportStatus, report_path
 from gateways.models import Gateway
 from inverters.models import Inverter
@@ -244,10 +244,6 @@ def local_time(moment: datetime | None, time_zone: str) -> str:
     return moment.astimezone(zone).isoformat(sep=" ", timespec="seconds")
 
 
-def firmware_text(versions: dict | None) -> str:
-    return " · ".join(f"{name} {version}" for name, version in (versions or {}).items()) or MISSING
-
-
 def _person(user: User | None) -> str:
     if user is None:
         return MISSING
@@ -312,7 +308,7 @@ def collect(
                 gateway_serial.get(i.gateway_id, MISSING),
                 str(i.modbus_address),
                 i.model,
-                firmware_text(i.firmware_versions),
+                firmware_text(i.firmware_versions) or MISSING,
                 str(i.get_status_display()),
                 local_time(i.last_seen_at, tz),
             ]
@@ -339,55 +335,10 @@ def collect(
 
 # --- the PDF ----------------------------------------------------------------------------------
 
-INK = colors.HexColor("#1f2937")
-MUTED = colors.HexColor("#6b7280")
-RULE = colors.HexColor("#d1d5db")
-HEAD = colors.HexColor("#eef2f7")
-ALERT = colors.HexColor("#b42318")
-
-
-def _styles() -> dict[str, ParagraphStyle]:
-    base = getSampleStyleSheet()
-    body = ParagraphStyle("body", parent=base["BodyText"], fontSize=9, leading=11.5, textColor=INK)
-    return {
-        "title": ParagraphStyle("title", parent=base["Title"], fontSize=18, alignment=0),
-        "h2": ParagraphStyle("h2", parent=base["Heading2"], fontSize=12.5, spaceBefore=10),
-        "h3": ParagraphStyle(
-            "h3", parent=base["Heading3"], fontName="Helvetica-Bold", fontSize=10.5, spaceBefore=6
-        ),
-        "body": body,
-        "cell": ParagraphStyle("cell", parent=body, fontSize=8, leading=10),
-        "head": ParagraphStyle(
-            "head", parent=body, fontSize=8, leading=10, fontName="Helvetica-Bold"
-        ),
-        "muted": ParagraphStyle("muted", parent=body, textColor=MUTED),
-        "alert": ParagraphStyle("alert", parent=body, textColor=ALERT),
-    }
-
-
-def _text(value: Any, style: ParagraphStyle) -> Paragraph:
-    return Paragraph(escape(str(value)), style)
-
-
-def _table(
-    header: Iterable[str] | None,
-    rows: Iterable[Iterable[str]],
-    widths: list[float],
-    styles: dict[str, ParagraphStyle],
-) -> Table:
-    data = [[_text(cell, styles["head"]) for cell in header]] if header else []
-    data += [[_text(cell, styles["cell"]) for cell in row] for row in rows]
-    table = Table(data, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
-    commands = [
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LINEBELOW", (0, 0), (-1, -1), 0.4, RULE),
-        ("TOPPADDING", (0, 0), (-1, -1), 3),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
-    ]
-    if header:
-        commands.append(("BACKGROUND", (0, 0), (-1, 0), HEAD))
-    table.setStyle(TableStyle(commands))
-    return table
+# The shared look of the portal's reports (fleet/pdf.py).
+_styles = pdf.styles
+_text = pdf.text
+_table = pdf.table
 
 
 def render_pdf(data: ReportData) -> bytes:
@@ -489,17 +440,7 @@ def render_pdf(data: ReportData) -> bytes:
         "time": data.generated_at,
     }
 
-    def draw_footer(canvas, document) -> None:
-        canvas.saveState()
-        canvas.setFont("Helvetica", 7.5)
-        canvas.setFillColor(MUTED)
-        canvas.drawString(document.leftMargin, 10 * mm, footer)
-        canvas.drawRightString(
-            document.leftMargin + document.width,
-            10 * mm,
-            _("Page %(page)d") % {"page": document.page},
-        )
-        canvas.restoreState()
+    draw_footer = pdf.footer(footer)
 
     doc.build(story, onFirstPage=draw_footer, onLaterPages=draw_footer)
     return buffer.getvalue()

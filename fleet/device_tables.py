@@ -3,8 +3,7 @@
 Both tables show every device of the site (a site has a handful of gateways and rarely more
 than a few dozen inverters), in one query each: the inverter rows carry their newest values
 (`InverterLatest`) and today's yield (`EnergyDaily` of the site's local day) along.
-A device's name links to its own page once that page exists (a URL named `gateways:detail` or
-`inverters:detail`); until then it is plain text.
+A device's name links to its own page (`gateways:detail`, `inverters:detail`).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 
 import django_tables2 as tables
 from django.db.models import FloatField, OuterRef, QuerySet, Subquery
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -53,27 +52,30 @@ def latest_of(inverter: Inverter) -> Any:
         return None
 
 
-def detail_url(url_name: str, pk: int) -> str:
-    """The device page's address, or "" while that page does not exist."""
-    try:
-        return reverse(url_name, args=[pk])
-    except NoReverseMatch:
-        return ""
+#: The firmware parts the guide names first (and alone in the inverter list).
+MAIN_FIRMWARE = ("DSP", "LCD")
 
 
-def firmware_text(versions: dict | None) -> str:
-    """An inverter's firmware as its display shows it: "DSP 02.07 · LCD 02.00"."""
-    if not versions:
-        return ""
-    return " · ".join(f"{name} {version}" for name, version in sorted(versions.items()))
+def firmware_text(
+    versions: dict | None, *, lowercase: bool = False, main_only: bool = False
+) -> str:
+    """A device's firmware as the guide prints it: "DSP: 01.02.00 LCD: 02.00", other parts
+    (ARC, …) after them; "" without any. `main_only` gives DSP and LCD alone, "–" for a missing
+    one, and `lowercase` the inverter list's "dsp: … lcd: …"."""
+    upper = {str(name).upper(): version for name, version in (versions or {}).items()}
+    main = [(name, upper.pop(name, None)) for name in MAIN_FIRMWARE]
+    if main_only:
+        parts = [(name, version or units.MISSING) for name, version in main]
+    else:
+        parts = [(name, version) for name, version in main if version] + sorted(upper.items())
+    return " ".join(f"{name.lower() if lowercase else name}: {version}" for name, version in parts)
 
 
 def _device_link(url_name: str, pk: int, label: str) -> str:
-    """The device's label in bold, linking to its page once that page exists."""
-    url = detail_url(url_name, pk)
-    if url:
-        return format_html('<a href="{}" class="fw-semibold">{}</a>', url, label)
-    return format_html('<span class="fw-semibold">{}</span>', label)
+    """The device's label in bold, linking to its page."""
+    return format_html(
+        '<a href="{}" class="fw-semibold">{}</a>', reverse(url_name, args=[pk]), label
+    )
 
 
 class SiteDeviceTable(BaseTable):

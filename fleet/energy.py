@@ -158,14 +158,17 @@ def energy_bars(
     anchor: dt.date | None = None,
     inverter_id: int | None = None,
     site_inverter_ids: Sequence[int] = (),
+    tz: str | None = None,
 ) -> EnergyBars:
     """The bars of a period for the whole site or one of its inverters.
 
-    The day view reads samples of `inverter_id`, or of `site_inverter_ids` for the site.
+    The day view reads samples of `inverter_id`, or of `site_inverter_ids` for the site, in
+    the hours of `tz` (default: the site's zone). One inverter's bars need no site: pass
+    `site=None`, its `inverter_id` and the zone of its days.
     """
     if period == Period.DAY:
         ids = [inverter_id] if inverter_id is not None else list(site_inverter_ids)
-        return _day_bars(ids, anchor, site.time_zone)
+        return _day_bars(ids, anchor, tz or site.time_zone)
     if period == Period.MONTH:
         return _month_bars(site, anchor, inverter_id)
     if period == Period.YEAR:
@@ -350,10 +353,16 @@ def points_by_key(model: str) -> dict[str, MeasurementPoint]:
 
 
 def point_rows(
-    inverter_id: int, model: str, points: Sequence[MeasurementPoint], start, end
+    inverter_id: int,
+    model: str,
+    points: Sequence[MeasurementPoint],
+    start,
+    end,
+    bucket_s: int | None = None,
 ) -> list[tuple]:
     """Rows (epoch seconds, value of each point) of an inverter's samples in [start, end),
-    oldest first."""
+    oldest first; with `bucket_s`, one row per bucket of that many seconds (its start, the
+    mean of each point)."""
     select, params = [], []
     layouts = None
     for p in points:
@@ -370,10 +379,18 @@ def point_rows(
             continue
         select.append("CASE layout_id " + "WHEN %s THEN vals[%s] " * len(cases) + "END")
         params += [n for case in cases for n in case]
-    sql = (
-        f"SELECT extract(epoch FROM ts)::float8, {', '.join(select)} FROM {SAMPLE_TABLE} "
-        "WHERE inverter_id = %s AND ts >= %s AND ts < %s ORDER BY ts"
-    )
+    if bucket_s:
+        sql = (
+            f"SELECT (floor(extract(epoch FROM ts) / %s) * %s)::float8 AS t, "
+            f"{', '.join(f'avg({column})::float8' for column in select)} FROM {SAMPLE_TABLE} "
+            "WHERE inverter_id = %s AND ts >= %s AND ts < %s GROUP BY t ORDER BY t"
+        )
+        params = [int(bucket_s), int(bucket_s), *params]
+    else:
+        sql = (
+            f"SELECT extract(epoch FROM ts)::float8, {', '.join(select)} FROM {SAMPLE_TABLE} "
+            "WHERE inverter_id = %s AND ts >= %s AND ts < %s ORDER BY ts"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, inverter_id, start, end])
         return cursor.fetchall()

@@ -5,7 +5,7 @@ Every figure is an aggregate query over a rollup, scoped by the rollup's own
 (company, month) index), the granted sites for owners (`site__in=Site.objects.visible_to`, a
 subquery) — so the number of queries does not grow with the fleet:
 
-- status counts and capacity: one query over the sites with `fleet.queries.with_status`
+- status counts and capacity: one query over the sites (their `status` column, §4.1)
   (the §4.1 rule);
 - current power, total yield and total revenue: `InverterLatest` (one row per inverter; the
   total yield is the sum of the inverters' lifetime PV energy counters);
@@ -44,7 +44,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone, translation
 
 from alarms.models import Alarm, AlarmLevel, AlarmStatus
-from fleet.queries import SiteStatus, with_status
+from fleet.queries import SiteStatus
 from fleet.revenue import revenue_of, total_in
 from inverters.models import InverterLatest, SiteEnergyDaily, SiteEnergyMonthly
 from sites.models import Site
@@ -180,7 +180,7 @@ class EnergySums:
 def site_counts(scope: Scope) -> SiteCounts:
     """Online, offline and abnormal sites, and the capacity of them all, in one query."""
     rows = (
-        with_status(scope.sites.order_by())
+        scope.sites.order_by()
         .values("status")
         .annotate(n=Count("pk"), capacity=Sum("capacity_kwp"))
     )
@@ -331,7 +331,7 @@ def now_rows(
     one row per site and joined to the sites once, so a tenant's sites are scanned once rather
     than once per figure.
     """
-    sites = with_status(sites.order_by()).values(
+    sites = sites.order_by().values(
         "id", "company_id", "currency", "tariff_per_kwh", "capacity_kwp", "time_zone", "status"
     )
     latest = (

@@ -1,9 +1,11 @@
 """What a site is right now, in SQL: its status (guide §4.1) and its live figures.
 
-Every page that shows a site's status or power (Home, the site list, the site header) uses
-these annotations, so one site has one status everywhere. They are correlated subqueries on
-indexed columns: a page of 20 sites computes 20 rows; counting statuses over 10,000 sites is
-one aggregate.
+A site's status is the column `Site.status`, which PostgreSQL keeps by the rule below
+(`status_expression`; triggers of fleet migration 0003 recompute a site whenever one of its
+devices changes status or site), so every page (Home, the site list, the site header) shows the
+same status, and a list filtered or counted by status over 10,000 sites reads one column. The
+live figures are annotations: correlated subqueries on indexed columns, so a page of 20 sites
+computes 20 rows.
 
 Status, as §4.1 defines it:
 
@@ -22,6 +24,7 @@ from django.db import models
 from django.db.models import (
     Case,
     Exists,
+    F,
     FloatField,
     IntegerField,
     OuterRef,
@@ -37,6 +40,7 @@ from django.utils.translation import gettext_lazy as _
 
 from gateways.models import Gateway, GatewayStatus
 from inverters.models import Inverter, InverterLatest, InverterStatus, SiteEnergyDaily
+from sites.models import Site
 
 
 class SiteStatus(models.TextChoices):
@@ -74,7 +78,8 @@ def _inverters_of_site() -> QuerySet:
 
 
 def status_expression() -> Case:
-    """The §4.1 status of the site in the outer query, as a CASE over two EXISTS."""
+    """The §4.1 status of the site in the outer query, as a CASE over two EXISTS — the rule
+    the database applies to `Site.status` (fleet migration 0003, `fleet_site_status`)."""
     faulty = Exists(_inverters_of_site().filter(status=InverterStatus.FAULT))
     answering = Exists(_inverters_of_site().filter(status__in=ANSWERING)) | Exists(
         Gateway.objects.filter(site=OuterRef("pk"), status=GatewayStatus.ONLINE)
@@ -87,46 +92,26 @@ def status_expression() -> Case:
     )
 
 
-def _answering_site_ids() -> QuerySet:
-    """Ids of sites with a device that answers: an inverter running or in standby, or a
-    gateway online (one set, so PostgreSQL can join it once rather than probe per site)."""
-    inverters = Inverter.objects.filter(status__in=ANSWERING, site__isnull=False)
-    gateways = Gateway.objects.filter(status=GatewayStatus.ONLINE, site__isnull=False)
-    return (
-        inverters.order_by()
-        .values("site_id")
-        .union(gateways.order_by().values("site_id"), all=True)
+def reconcile_site_statuses() -> int:
+    """Set `Site.status` again from the devices wherever it differs; how many sites changed.
+
+    The database keeps the column itself (triggers, fleet migration 0003); two transactions
+    that change devices of the same site at the same moment could each see only their own
+    change, so the periodic Home task runs this to put such a site right within seconds. It
+    reads the whole fleet in one statement and writes only what differs.
+    """
+    differing = (
+        Site.objects.annotate(computed=status_expression())
+        .exclude(status=F("computed"))
+        .values("pk")
     )
-
-
-def filter_status(sites: QuerySet, status: str) -> QuerySet:
-    """The sites of `sites` whose §4.1 status is `status` — the same rule as
-    `status_expression`, written as joins a filter over the whole fleet can use (a CASE in
-    WHERE makes PostgreSQL probe the devices of every site one by one)."""
-    faulty = Inverter.objects.filter(status=InverterStatus.FAULT, site__isnull=False)
-    faulty_ids = faulty.order_by().values("site_id")
-    if status == SiteStatus.ABNORMAL:
-        return sites.filter(pk__in=faulty_ids)
-    healthy = sites.exclude(pk__in=faulty_ids)
-    if status == SiteStatus.ONLINE:
-        return healthy.filter(pk__in=_answering_site_ids())
-    if status == SiteStatus.OFFLINE:
-        return healthy.exclude(pk__in=_answering_site_ids())
-    return sites.none()
-
-
-def with_status(sites: QuerySet) -> QuerySet:
-    """Annotate `status` (a `SiteStatus` value); filter and sort on it like a column."""
-    return sites.annotate(status=status_expression())
+    return Site.objects.filter(pk__in=differing).update(status=status_expression())
 
 
 def status_counts(sites: QuerySet) -> dict[str, int]:
     """How many of `sites` are online, offline and abnormal (one query), plus `total`."""
     rows = (
-        with_status(sites.order_by())
-        .values("status")
-        .annotate(n=models.Count("pk"))
-        .values_list("status", "n")
+        sites.order_by().values("status").annotate(n=models.Count("pk")).values_list("status", "n")
     )
     counts = {status.value: 0 for status in SiteStatus}
     counts.update(dict(rows))
@@ -181,14 +166,13 @@ def online_rate(site: models.Model) -> float | None:
 
 __all__ = [
     "ANSWERING",
-    "filter_status",
     "GATEWAY_TONE",
     "INVERTER_TONE",
     "STATUS_TONE",
     "SiteStatus",
     "online_rate",
     "status_counts",
+    "reconcile_site_statuses",
     "status_expression",
     "with_figures",
-    "with_status",
 ]

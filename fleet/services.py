@@ -1,5 +1,5 @@
 """Site and device writes (guide §6.1–§6.2): create, edit, rename, distribute and delete a
-site; bind and unbind gateways; delete an inverter.
+site; bind and unbind gateways; rename and delete an inverter.
 
 Every function takes the acting user as the keyword-only `acting_user`, checks it with
 `accounts.permissions.require` (PermissionDenied), reports bad input as ValidationError with
@@ -228,31 +228,61 @@ def unbind_gateway(site: Site, gateway: Gateway, *, acting_user: User) -> None:
     gateway.site = None
 
 
-def delete_inverter(site: Site, inverter: Inverter, *, acting_user: User) -> None:
-    """Delete an inverter of `site` (guide §6.2.2): it leaves its gateway and the site's lists.
+def delete_inverter(site: Site | None, inverter: Inverter, *, acting_user: User) -> None:
+    """Delete an inverter (guide §6.2.2 from a site's page, §6.4 from the inverter list): it
+    leaves its gateway and every list.
 
-    Its newest values, daily energy, alarms and remote operations are deleted with it
-    (foreign keys CASCADE), and so are its raw samples (the partitioned table has no foreign
-    key, so they are deleted here). The site's own daily and monthly energy keeps what the
-    inverter contributed. If the device still answers on the bus, a scan finds it again.
+    With `site`, the inverter must still be on that site and the audit row names the site
+    (the site page's "Delete"); without, it is deleted wherever it is and the row names the
+    inverter (the inverter list's "Delete"). Its newest values, daily energy, alarms and
+    remote operations are deleted with it (foreign keys CASCADE), and so are its raw samples
+    (the partitioned table has no foreign key, so they are deleted here). The site's own daily
+    and monthly energy keeps what the inverter contributed. If the device still answers on
+    the bus, a scan finds it again.
     """
     require(acting_user, "device.manage", inverter)
     with transaction.atomic():
         locked = Inverter.objects.select_for_update().filter(pk=inverter.pk).first()
-        if locked is None or locked.site_id != site.pk:
+        if site is not None and (locked is None or locked.site_id != site.pk):
             raise ValidationError(gettext("This inverter does not belong to this site."))
-        audit.record(
-            acting_user,
-            AuditAction.INVERTER_DELETED,
-            site,
-            before={
-                "inverter": locked.serial_number,
-                "gateway": locked.gateway.serial_number if locked.gateway_id else None,
-            },
-        )
+        if locked is None:
+            raise ValidationError(gettext("This inverter no longer exists."))
+        before = {
+            "inverter": locked.serial_number,
+            "gateway": locked.gateway.serial_number if locked.gateway_id else None,
+        }
+        if site is not None:
+            audit.record(acting_user, AuditAction.INVERTER_DELETED, site, before=before)
+        else:
+            before["site"] = locked.site_id
+            audit.record(acting_user, AuditAction.INVERTER_REMOVED, locked, before=before)
         Sample.objects.filter(inverter_id=locked.pk)._raw_delete(Sample.objects.db)
         locked.delete()
         placement_changed()
+
+
+def rename_inverter(inverter: Inverter, name: str, *, acting_user: User) -> Inverter:
+    """Give `inverter` a new name (guide §6.4 "Rename"); an empty name shows its SN again."""
+    require(acting_user, "device.manage", inverter)
+    name = (name or "").strip()
+    limit = Inverter._meta.get_field("name").max_length
+    if len(name) > limit:
+        raise ValidationError(
+            {
+                "name": ngettext(
+                    "Use at most %(count)d character.", "Use at most %(count)d characters.", limit
+                )
+                % {"count": limit}
+            }
+        )
+    before = audit.snapshot(inverter, ["name"])
+    with transaction.atomic():
+        updated = Inverter.objects.filter(pk=inverter.pk).update(name=name)
+        if not updated:
+            raise ValidationError(gettext("This inverter no longer exists."))
+        inverter.name = name
+        audit.record_change(acting_user, AuditAction.INVERTER_RENAMED, inverter, before)
+    return inverter
 
 
 # --- Sites -------------------------------------------------------------------------------------
@@ -471,6 +501,7 @@ __all__ = [
     "delete_site",
     "distribute_site",
     "find_bindable_gateway",
+    "rename_inverter",
     "rename_site",
     "site_companies",
     "site_delete_blockers",

@@ -23,7 +23,7 @@ from guardian.models import UserObjectPermission
 from accounts import permissions
 from accounts.models import User
 from accounts.tables import local_time
-from fleet.queries import STATUS_TONE, SiteStatus, online_rate, with_figures, with_status
+from fleet.queries import STATUS_TONE, SiteStatus, online_rate, with_figures
 from inverters.models import SiteEnergyDaily
 from sites.models import Site, SiteType
 from ui import units
@@ -73,7 +73,7 @@ def annotate_site_rows(sites: QuerySet, viewer: User) -> QuerySet:
         .values("pv_kwh")[:1]
     )
     return (
-        with_figures(with_status(sites))
+        with_figures(sites)
         .annotate(day_kwh=Subquery(day_kwh))
         .annotate(owner_names=Subquery(grants, output_field=CharField()))
     )

@@ -35,6 +35,9 @@ from maintenance.models import OperationKind, OperationState, RemoteOperation
 log = logging.getLogger("maintenance.dispatch")
 
 Q = OperationState
+# Operations whose reply carries the settings the gateway runs with: they become
+# `Gateway.settings`, so the portal shows what the gateway reported, not what was sent.
+SETTINGS_KINDS = (OperationKind.GATEWAY_CONFIG, OperationKind.GATEWAY_READ)
 
 
 # --- the worker's MQTT session ----------------------------------------------------------------
@@ -190,7 +193,7 @@ def complete(operation: RemoteOperation, reply: protocol.Reply) -> bool:
     outcome = _outcome(operation, reply)
     now = timezone.now()
     finished = RemoteOperation.objects.filter(pk=operation.pk, state=Q.SENT)
-    if operation.kind != OperationKind.GATEWAY_CONFIG or outcome["state"] != Q.SUCCEEDED:
+    if operation.kind not in SETTINGS_KINDS or outcome["state"] != Q.SUCCEEDED:
         return bool(finished.update(finished_at=now, **outcome))
     # The gateway's new settings and the record change together.
     with transaction.atomic():
@@ -284,7 +287,7 @@ def _outcome(operation: RemoteOperation, reply: protocol.Reply) -> dict[str, Any
     try:
         if operation.command.get("op") == "modbus":
             fields.update(_modbus_outcome(operation, reply.result))
-        elif operation.kind == OperationKind.GATEWAY_CONFIG:
+        elif operation.kind in SETTINGS_KINDS:
             new_settings = reply.result.get("settings")
             if not isinstance(new_settings, dict):
                 raise ValueError("config reply without settings")

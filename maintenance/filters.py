@@ -40,6 +40,13 @@ class OperationFilter(DateRangeFilterSet):
         fields = ("site", "sn", "user", "kind", "state", "date_from", "date_to")
         form = DateRangeFilterForm
 
+    def __init__(self, *args, hidden: tuple[str, ...] = (), **kwargs) -> None:
+        """`hidden`: filters a page leaves out because its rows share them (e.g. Site and
+        Device SN on one inverter's log)."""
+        super().__init__(*args, **kwargs)
+        for name in hidden:
+            self.filters.pop(name, None)
+
     def filter_serial(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         value = value.strip()
         if not value:

@@ -16,6 +16,7 @@ class OperationKind(models.TextChoices):
     GATEWAY_CONFIG = "gateway_config", _("Gateway settings")
     GATEWAY_RESET = "gateway_reset", _("Gateway reset")
     SCAN = "scan", _("Protocol scan")
+    GATEWAY_READ = "gateway_read", _("Gateway settings read")
 
 
 class OperationState(models.TextChoices):

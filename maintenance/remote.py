@@ -275,6 +275,24 @@ def reset_gateway(
     )
 
 
+def read_gateway_settings(
+    gateway: Gateway, *, acting_user: User, deadline_s: float | None = None
+) -> RemoteOperation:
+    """Ask the gateway for the settings it runs with (no change, no restart); its answer
+    becomes `Gateway.settings`, so pages show the gateway's own values."""
+    gateway = _operable_gateway(acting_user, gateway)
+    return _record(
+        acting_user,
+        gateway,
+        None,
+        OperationKind.GATEWAY_READ,
+        _("Read gateway settings"),
+        {},
+        {"op": "read_config", "params": {}},
+        deadline_s,
+    )
+
+
 def scan_bus(
     gateway: Gateway,
     first: int = 1,

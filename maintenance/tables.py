@@ -197,6 +197,13 @@ class OperationTable(BaseTable):
         empty_text = _("No operations match.")
         default = "—"
 
+    def hide(self, names: tuple[str, ...]) -> None:
+        """Leave these columns out of the page and the downloads (e.g. Device SN, Site and
+        Gateway on one inverter's log, where every row has the same)."""
+        for name in names:
+            self.columns.hide(name)
+        self.visible_columns = [column.name for column in self.columns.iterall() if column.visible]
+
     def render_created_at(self, record: RemoteOperation, value) -> str:
         return format_html(
             '<a href="{}" class="text-decoration-none">{}</a>',

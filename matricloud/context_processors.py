@@ -8,8 +8,8 @@ MAIN_MENU = [
     ("home", _("Home"), "house", "home"),
     ("account", _("Account"), "building", "accounts:company_list"),
     ("site", _("Site"), "geo-alt", "sites:list"),
-    ("gateway", _("Gateway"), "router", "placeholder:gateway"),
-    ("inverter", _("Inverter"), "lightning-charge", "placeholder:inverter"),
+    ("gateway", _("Gateway"), "router", "gateways:list"),
+    ("inverter", _("Inverter"), "lightning-charge", "inverters:list"),
     ("upgrade", _("Upgrade"), "cloud-arrow-up", "placeholder:upgrade"),
     ("maintenance", _("Maintenance"), "tools", "placeholder:maintenance"),
 ]

@@ -18,8 +18,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 PLACEHOLDERS = {
-    "gateway": _("Gateway"),
-    "inverter": _("Inverter"),
     "upgrade": _("Upgrade"),
 }
 

@@ -9,7 +9,8 @@ RS-485 line to its inverters.
   information, hourly) are read when due.
 - It subscribes to its `cmd` topic and answers each command id exactly once on `reply`:
   `modbus` forwards an RTU frame to the line, `config` applies settings and restarts,
-  `reboot` restarts, `scan` probes addresses; a command past its deadline gets "expired".
+  `reboot` restarts, `scan` probes addresses, `read_config` answers with the settings it runs
+  with; a command past its deadline gets "expired".
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import copy
 import json
 import logging
 import random
@@ -492,6 +494,8 @@ class SimulatedGateway:
                 result, restart = {}, True
             elif command.op == "scan":
                 result = await self._cmd_scan(command.params)
+            elif command.op == "read_config":
+                result = {"settings": copy.deepcopy(self.config)}
             else:
                 raise CommandError(f"operation {command.op!r} is not supported by this gateway")
         except CommandError as exc:

@@ -201,6 +201,22 @@ def _input_encoder(rm: RegisterMap) -> FastEncoder:
     return encoder
 
 
+_SELFTEST_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _selftest_encoder(rm: RegisterMap) -> FastEncoder:
+    """The encoder of the AutoTest registers (and the running status the test overrides)."""
+    encoder = _SELFTEST_ENCODERS.get(rm)
+    if encoder is None:
+        points = [
+            p
+            for p in rm.points.values()
+            if p.table == "input" and (p.key.startswith("autotest") or p.key == "run_status")
+        ]
+        encoder = _SELFTEST_ENCODERS[rm] = FastEncoder(rm, points)
+    return encoder
+
+
 class SimulatedInverter:
     """One inverter: physics, register images and the pymodbus device that serves them."""
 
@@ -267,11 +283,16 @@ class SimulatedInverter:
         if self._dirty:
             self._encoder.encode_into(self.input, self.physics.values(self.identity))
             self._dirty = False
+        if self.physics.selftest is not None:
+            # The AutoTest moves faster than the physics' refresh: its registers are exact.
+            _selftest_encoder(self.rm).encode_into(self.input, self.physics.self_test_values(t))
 
     def values(self) -> dict[str, Any]:
         """The inverter's true state now: every input point in engineering units."""
         self.refresh()
-        return self.physics.values(self.identity)
+        values = self.physics.values(self.identity)
+        values.update(self.physics.self_test_values(self.clock.now()))
+        return values
 
     def settings(self) -> dict[str, Any]:
         """Holding values (engineering units) as the inverter applies them."""
@@ -285,6 +306,8 @@ class SimulatedInverter:
     def inject_fault(self, code: str) -> None:
         self.refresh()
         self.physics.inject_fault(code)
+        if code.startswith(("Fault", "Protect")):
+            self.physics.abort_self_test(self.clock.now(), "fault_active")
         self.physics.advance(self.physics.t + 1.0)
         self._dirty = True
 
@@ -362,9 +385,23 @@ class SimulatedInverter:
         image.regs[:] = merged
         for key, value in decoded.items():
             self.physics.apply_setting(key, value)
+        self._autotest_commands(decoded)
         self.writes += 1
         self._dirty = True
         return None
+
+    def _autotest_commands(self, written: dict[str, Any]) -> None:
+        """AutoTest: Start and Abort commands, and a power-off that stops a running test."""
+        now = self.clock.now()
+        command = written.get("autotest_command")
+        if command == "start":
+            refused = self.physics.start_self_test(now)
+            if refused:
+                log.info("%s: AutoTest refused: %s", self.serial, refused)
+        elif command == "abort":
+            self.physics.abort_self_test(now, "user_abort")
+        if written.get("power_switch") == "off":
+            self.physics.abort_self_test(now, "power_off")
 
     def __repr__(self) -> str:
         return f"<SimulatedInverter {self.serial} {self.model} @{self.address}>"

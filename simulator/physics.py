@@ -209,6 +209,10 @@ class InverterPhysics:
         self._smart_on_since = 0.0
         self.grid_v, self.grid_hz = 230.0, 50.0
         self._blocked_before = False
+        # The AutoTest (CEI 0-21 self-test of the interface protection): the last run, if any.
+        self.selftest: ProtectionSelfTest | None = None
+        self.selftest_seed = seed
+        self.selftest_slow: frozenset[int] = frozenset()  # steps made to trip too late
         self._step(self.t, 1.0)
 
     # ---- public API -----------------------------------------------------------------------
@@ -254,6 +258,49 @@ class InverterPhysics:
             self._tou_cache = None
         if key == "power_switch" and old == "off" and value == "on":
             self.startup_left = STARTUP_S
+
+    def start_self_test(self, t: float) -> str | None:
+        """Start the AutoTest at `t` (a Start command): None when it runs, else why it was
+        refused (the reason keys of the map's AutoTestReason). A running test goes on."""
+        if self.selftest is not None and self.selftest.testing(t):
+            return None
+        reason = self._self_test_refusal(t)
+        run = (self.selftest.run + 1) if self.selftest is not None else 1
+        self.selftest = ProtectionSelfTest(
+            selftest_steps(self.rm),
+            t,
+            seed=self.selftest_seed,
+            run=run % 0x10000,
+            refused=reason,
+            slow=self.selftest_slow,
+        )
+        return reason
+
+    def _self_test_refusal(self, t: float) -> str | None:
+        if self.settings.get("power_switch") != "on":
+            return "power_off"
+        if any(code.startswith(("Fault", "Protect")) for code in self.faults):
+            return "fault_active"
+        if not self.grid_available or self.reconnect_left > 0:
+            return "grid_unstable"
+        if self.selftest is not None and self.selftest.relay_open(t):
+            return "grid_unstable"  # still reconnecting after the last test
+        if self.run_status not in ("on_grid", "standby") or self.off_grid:
+            return "not_on_grid"
+        return None
+
+    def abort_self_test(self, t: float, reason: str) -> bool:
+        """Stop a running AutoTest (Abort command, power off, a fault); False if none ran."""
+        return self.selftest is not None and self.selftest.abort(t, reason)
+
+    def self_test_values(self, t: float) -> dict[str, Any]:
+        """The AutoTest registers at `t`; empty before the first test (the map's defaults)."""
+        if self.selftest is None:
+            return {}
+        values = self.selftest.values(t)
+        if self.selftest.relay_open(t):
+            values["run_status"] = "self_check" if self.selftest.testing(t) else "waiting"
+        return values
 
     def advance(self, t: float) -> None:
         """Run the model forward to epoch second `t` (never backwards)."""
@@ -350,6 +397,12 @@ class InverterPhysics:
                 self.run_status = "shutdown" if not on else "fault"
             else:
                 self.run_status = "self_check" if self.startup_left < STARTUP_S / 2 else "waiting"
+            self.off_grid = False
+        elif self.selftest is not None and self.selftest.relay_open(t):
+            # AutoTest: the interface relay is open; the grid supplies the house meanwhile.
+            flows.grid = load if self.grid_available else 0.0
+            flows.served = flows.grid
+            self.run_status = "self_check" if self.selftest.testing(t) else "waiting"
             self.off_grid = False
         elif not self.grid_available or islanded or self.reconnect_left > 0:
             self._dispatch_off_grid(flows, dt)
@@ -685,3 +738,209 @@ def _phase_shares(rng: random.Random, n: int) -> tuple[float, ...]:
     raw = [1.0 + rng.uniform(-0.08, 0.08) for _ in range(n)]
     total = sum(raw)
     return tuple(r / total for r in raw)
+
+
+# ---- the CEI 0-21 self-test of the interface protection (AutoTest) ----------------------------
+
+#: Simulated seconds of each phase of a self-test step: the test value ramps from the grid's
+#: value to the threshold, the protection trips after its trip time, the result is recorded.
+SELFTEST_LEAD_S = 1.0
+SELFTEST_RAMP_S = 2.0
+SELFTEST_RECORD_S = 1.0
+#: After the last step the interface relay closes again after this delay (the inverter runs
+#: its reconnection checks meanwhile).
+SELFTEST_RECONNECT_S = 10.0
+NOMINAL_V = 230.0
+NOMINAL_HZ = 50.0
+#: Accuracy CEI 0-21 allows the protection: 1 % of Vn for voltage, 20 mHz for frequency; trip
+#: times within the setting plus 3 % + 20 ms.
+SELFTEST_TOLERANCE = {"V": 0.01 * NOMINAL_V, "Hz": 0.02}
+SELFTEST_TIME_TOLERANCE = (0.03, 20.0)
+
+
+@dataclass(frozen=True)
+class SelfTestStep:
+    """One protection function of the sequence, as the register map sets it."""
+
+    index: int
+    threshold: float
+    time_limit_ms: int
+    unit: str
+
+    @property
+    def nominal(self) -> float:
+        return NOMINAL_V if self.unit == "V" else NOMINAL_HZ
+
+    @property
+    def tolerance(self) -> float:
+        return SELFTEST_TOLERANCE.get(self.unit, 0.0)
+
+    def passes(self, value: float, time_ms: float) -> bool:
+        rel, fixed = SELFTEST_TIME_TOLERANCE
+        return (
+            abs(value - self.threshold) <= self.tolerance + 1e-9
+            and time_ms <= self.time_limit_ms * (1 + rel) + fixed
+        )
+
+
+def selftest_steps(rm: RegisterMap) -> list[SelfTestStep]:
+    """The sequence of the map's AutoTest block (empty for a map without one)."""
+    steps = []
+    index = 1
+    while f"autotest{index}_threshold" in rm.points:
+        steps.append(
+            SelfTestStep(
+                index,
+                float(rm.default_value(f"autotest{index}_threshold")),
+                int(rm.default_value(f"autotest{index}_time_limit")),
+                rm.point(f"autotest{index}_threshold").unit,
+            )
+        )
+        index += 1
+    return steps
+
+
+@dataclass
+class _StepRun:
+    step: SelfTestStep
+    start: float
+    crossed: float  # the test value reaches the threshold
+    tripped: float  # the protection opens the relay
+    end: float
+    trip_value: float
+    trip_ms: int
+    passed: bool
+
+
+class ProtectionSelfTest:
+    """One run of the self-test, started at `start` (epoch seconds), as a function of time.
+
+    For each step the inverter shifts its measurement from the grid's value towards the
+    threshold (over SELFTEST_RAMP_S), the protection trips once the trip time has passed beyond
+    the threshold, and the trip value and time are recorded; the relay stays open for the
+    whole sequence and closes SELFTEST_RECONNECT_S after it. Everything is computed from the
+    start time and a seed, so any moment can be read without stepping through it. `slow` holds
+    step numbers whose protection is made to trip too late (the test's failing case).
+    """
+
+    def __init__(
+        self,
+        steps: list[SelfTestStep],
+        start: float,
+        *,
+        seed: int = 0,
+        run: int = 1,
+        refused: str | None = None,
+        slow: frozenset[int] = frozenset(),
+    ) -> None:
+        self.start = start
+        self.run = run
+        self.refused = refused
+        self.aborted_at: float | None = None
+        self.reason = refused or "none"
+        rng = random.Random(seed * 7919 + run)
+        self.runs: list[_StepRun] = []
+        t = start + SELFTEST_LEAD_S
+        for step in steps:
+            crossed = t + SELFTEST_RAMP_S
+            if step.index in slow:
+                trip_ms = step.time_limit_ms * 1.2 + 60
+            else:
+                trip_ms = step.time_limit_ms * rng.uniform(0.97, 0.995) + rng.uniform(4.0, 16.0)
+            value = step.threshold + step.tolerance * rng.uniform(-0.4, 0.4)
+            value = round(value, 1 if step.unit == "V" else 2)
+            tripped = crossed + trip_ms / 1000.0
+            end = tripped + SELFTEST_RECORD_S
+            self.runs.append(
+                _StepRun(
+                    step,
+                    t,
+                    crossed,
+                    tripped,
+                    end,
+                    value,
+                    round(trip_ms),
+                    step.passes(value, trip_ms),
+                )
+            )
+            t = end
+        self.end = t
+
+    def abort(self, t: float, reason: str) -> bool:
+        """Stop a running test at `t`; False when it was not running."""
+        if self.state(t) != "running":
+            return False
+        self.aborted_at = t
+        self.reason = reason
+        return True
+
+    @property
+    def finished_at(self) -> float:
+        """When the sequence ended (or was aborted)."""
+        if self.refused:
+            return self.start
+        return self.aborted_at if self.aborted_at is not None else self.end
+
+    def state(self, t: float) -> str:
+        if self.refused:
+            return "refused"
+        if self.aborted_at is not None and t >= self.aborted_at:
+            return "aborted"
+        if t < self.end:
+            return "running"
+        return "passed" if all(r.passed for r in self.runs) else "failed"
+
+    def relay_open(self, t: float) -> bool:
+        """The inverter is off the grid: testing, or waiting to reconnect afterwards."""
+        if self.refused:
+            return False
+        return self.start <= t < self.finished_at + SELFTEST_RECONNECT_S
+
+    def testing(self, t: float) -> bool:
+        return self.state(t) == "running"
+
+    def current_step(self, t: float) -> int:
+        if self.refused:
+            return 0
+        t = min(t, self.finished_at)
+        current = 0
+        for r in self.runs:
+            if t >= r.start:
+                current = r.step.index
+        return current
+
+    def values(self, t: float) -> dict[str, Any]:
+        """The AutoTest input registers at `t` (engineering units, by point key)."""
+        state = self.state(t)
+        out: dict[str, Any] = {
+            "autotest_state": state,
+            "autotest_step": self.current_step(t),
+            "autotest_reason": self.reason if state in ("refused", "aborted") else "none",
+            "autotest_run_count": self.run,
+        }
+        stop = min(t, self.finished_at)
+        for r in self.runs:
+            p = f"autotest{r.step.index}_"
+            out[p + "threshold"] = r.step.threshold
+            out[p + "time_limit"] = r.step.time_limit_ms
+            value, time_ms, result, step_state = 0.0, 0, "none", "pending"
+            if self.refused:
+                pass
+            elif stop >= r.end or stop >= r.tripped:
+                step_state = "done" if stop >= r.end else "testing"
+                value, time_ms = r.trip_value, r.trip_ms
+                result = ("pass" if r.passed else "fail") if step_state == "done" else "none"
+            elif stop >= r.start:
+                # Ramping: the value the test applies now, then holding beyond the threshold.
+                share = min(1.0, (stop - r.start) / SELFTEST_RAMP_S)
+                value = r.step.nominal + (r.trip_value - r.step.nominal) * share
+                step_state = "testing"
+            if step_state == "testing" and self.aborted_at is not None and t >= self.aborted_at:
+                step_state, result = "skipped", "none"
+            elif step_state == "pending" and self.aborted_at is not None:
+                step_state = "skipped"
+            out[p + "state"] = step_state
+            out[p + "trip_value"] = round(value, 2)
+            out[p + "trip_time"] = time_ms
+            out[p + "result"] = result
+        return out

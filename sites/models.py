@@ -55,6 +55,11 @@ class Site(models.Model):
     tariff_per_kwh = models.DecimalField(_("tariff per kWh"), max_digits=8, decimal_places=4)
     picture = models.ImageField(_("picture"), upload_to="sites/", blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    #: The guide's §4.1 status (online / offline / abnormal) of the site's devices, kept by
+    #: the database itself: triggers on the inverter and gateway tables recompute it whenever a
+    #: device's status or site changes (fleet migration 0003, rule in fleet/queries.py), so
+    #: a list filtered by status reads a column instead of every device of the fleet.
+    status = models.CharField(_("status"), max_length=8, default="offline", editable=False)
 
     objects = SiteQuerySet.as_manager()
 

@@ -24,6 +24,7 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
+from playwright.sync_api import expect
 
 from accounts.models import AuditEvent
 from fleet.models import CommissioningReport, ReportStatus
@@ -546,7 +547,7 @@ def test_a_report_reads_the_devices_live_and_builds_the_pdf(rig, client_for):
         GATEWAY_SN,
         ANSWERING_SN,
         SILENT_SN,
-        "DSP 01.23",
+        "DSP: 01.23",
         "Export limit power",
         "6.5 kW",  # the value just written into the simulated inverter, read live
         "Warn0070",
@@ -626,7 +627,7 @@ def test_an_om_engineer_creates_a_report_in_the_browser_and_opens_it(rig, page, 
     dialog = page.locator("#commissioning-dialog")
     dialog.get_by_text("Gateway SN : Inverter SN").wait_for()
     select_all = dialog.locator("#commissioning-select-all")
-    assert select_all.is_checked()
+    expect(select_all).to_be_checked()  # the dialog's script sets it once the swap settled
     select_all.uncheck()
     assert dialog.locator('input[name="devices"]:checked').count() == 0
     dialog.get_by_role("button", name="Confirm").click()

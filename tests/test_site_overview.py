@@ -234,7 +234,7 @@ def test_the_inverter_list(tenants, client_for, site):
         "INV-A-0001",
         "ECH10K-TH-EU",
         "GW-VILLA-1",
-        "DSP 02.07 · LCD 02.00",
+        "DSP: 02.07 LCD: 02.00",
         "3 kW",
         "7.5 kWh",
         "60 %",
@@ -244,10 +244,14 @@ def test_the_inverter_list(tenants, client_for, site):
     assert url("inverter_delete", site.pk, inverter.pk) in devices
 
 
-def test_device_names_are_plain_text_until_the_device_pages_exist(tenants, client_for, site):
-    html = client_for(tenants.sunfix_om).get(url("detail", site.pk)).content.decode()
+def test_device_names_link_to_the_device_pages(tenants, client_for, site):
+    html = client_for(tenants.owner).get(url("detail", site.pk)).content.decode()
+    gateway = site.gateways.get(serial_number="GW-VILLA-1")
+    inverter = Inverter.objects.get(serial_number="INV-A-0001")
 
-    assert '<span class="fw-semibold">GW-VILLA-1</span>' in html
+    assert f'<a href="/gateway/{gateway.pk}/" class="fw-semibold">GW-VILLA-1</a>' in html
+    inverters = client_for(tenants.owner).get(url("detail", site.pk) + "?devices=inverters")
+    assert f'href="/inverter/{inverter.pk}/"' in inverters.content.decode()
 
 
 def test_the_map_and_forecast_load_after_the_page(tenants, client_for, site, provider):

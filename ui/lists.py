@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.core.paginator import EmptyPage
-from django.db.models import Q, QuerySet
+from django.core.paginator import EmptyPage, Page, Paginator
+from django.db.models import Count, Q, QuerySet, Window
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -385,3 +385,61 @@ class ObjectListView(HtmxPartialMixin, ActionRequiredMixin, TemplateView):
 
 def _bad_request(text: str) -> HttpResponse:
     return HttpResponseBadRequest(text, content_type="text/plain; charset=utf-8")
+
+
+# --- One page in two queries (lists whose rows carry costly annotations) ---------------------
+
+
+def page_ids(ordered: QuerySet, number: int, per_page: int) -> tuple[list[int], int | None]:
+    """The ids of page `number` of `ordered` and how many rows it has in all (None when the
+    page is past the end)."""
+    start = (number - 1) * per_page
+    rows = list(
+        ordered.annotate(_total=Window(Count("*"))).values_list("pk", "_total")[
+            start : start + per_page
+        ]
+    )
+    return [pk for pk, _total in rows], (rows[0][1] if rows else None)
+
+
+class CountedPaginator(Paginator):
+    """A paginator for rows that already are one page, with the total counted beforehand."""
+
+    def __init__(self, object_list: Any, per_page: int, *, count: int, **kwargs: Any) -> None:
+        super().__init__(object_list, per_page, **kwargs)
+        self._count = count
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def page(self, number: Any) -> Page:
+        return self._get_page(self.object_list, self.validate_number(number), self)
+
+
+class PageByIdsMixin:
+    """For an `ObjectListView` whose rows carry costly annotations: one page in two queries —
+    the page's ids and the total (a window count) with only what the filters and the sort
+    need, then the rows of those ids alone (`page_rows`) — so page 300 of 10,000 rows costs
+    what page 1 does."""
+
+    def page_rows(self, ids: list[int], ordered: QuerySet) -> QuerySet:
+        """The rows of `ids`, in the order of `ordered`, with everything the table shows."""
+        raise NotImplementedError
+
+    def paginate(self, table: BaseTable) -> None:
+        params = self.request.GET
+        per_page = positive_int(
+            params.get(table.prefixed_per_page_field), self.paginate_by, MAX_PAGE_SIZE
+        )
+        number = positive_int(params.get(table.prefixed_page_field), 1)
+        ordered: QuerySet = table.data.data
+        ids, total = page_ids(ordered, number, per_page)
+        if not ids and number > 1:  # past the end, e.g. after a filter: the last page
+            total = ordered.order_by().count()
+            number = max(1, -(-total // per_page))
+            ids, total = page_ids(ordered, number, per_page)
+        table.data.data = self.page_rows(ids, ordered)
+        table.paginate(
+            paginator_class=CountedPaginator, per_page=per_page, page=number, count=total or 0
+        )

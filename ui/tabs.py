@@ -63,6 +63,9 @@ class TabMixin(HtmxPartialMixin):
     tabs: tuple[Tab, ...] = ()
     tab: str = ""
     tab_target = TAB_TARGET
+    #: htmx targets inside the panel that get only a part of the tab (element id → partial of
+    #: the tab's template), e.g. a chart's figure without its controls.
+    partials: dict[str, str] = {}
 
     def current_tab(self) -> Tab:
         for tab in self.tabs:
@@ -102,6 +105,9 @@ class TabMixin(HtmxPartialMixin):
         return htmx_partial(self.request, self.tab_target)
 
     def partial_template_names(self, names: list[str]) -> list[str] | None:
+        for target, partial in self.partials.items():
+            if htmx_partial(self.request, target):
+                return [f"{name}#{partial}" for name in names]
         if self.tab_partial():
             return [f"{name}#tab" for name in names]
         return super().partial_template_names(names)

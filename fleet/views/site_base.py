@@ -12,14 +12,12 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
-from django.views.generic import TemplateView
 
 from accounts.permissions import can
-from accounts.views.generic import ObjectMixin, Tab, TabMixin
-from fleet.queries import STATUS_TONE, SiteStatus, online_rate, with_figures, with_status
+from accounts.views.generic import Tab
+from fleet.queries import STATUS_TONE, SiteStatus, online_rate, with_figures
+from fleet.views.detail_tabs import DetailTabView
 from sites.models import Site
-
-PANEL_LAYOUT = "fleet/sites/panel_layout.html"
 
 #: Countries whose sites have the Commissioning tab (guide §6.2.7: North America only).
 NORTH_AMERICA = frozenset({"US", "CA", "MX", "PR"})
@@ -58,9 +56,7 @@ def site_local_today(site: Site):
 
 def site_header_context(request, site: Site) -> dict[str, Any]:
     """The header of every site page: status, live power, today's yield, online rate."""
-    figures: QuerySet = with_figures(
-        with_status(Site.objects.filter(pk=site.pk)), today=site_local_today(site)
-    )
+    figures: QuerySet = with_figures(Site.objects.filter(pk=site.pk), today=site_local_today(site))
     row = figures.values("status", "power_w", "day_kwh", "inverter_count", "answering_count")[0]
     status = SiteStatus(row["status"])
 
@@ -78,27 +74,15 @@ def site_header_context(request, site: Site) -> dict[str, Any]:
     }
 
 
-class SiteTabView(TabMixin, ObjectMixin, TemplateView):
-    """A tab of a site page: the site comes through `Site.objects.visible_to(user)` (404
-    otherwise) and the tab's action is checked (403)."""
+class SiteTabView(DetailTabView):
+    """A tab of a site page."""
 
     model = Site
     tabs = SITE_TABS
+    context_object_name = "site"
 
     def get_object_queryset(self) -> QuerySet:
         return super().get_object_queryset().select_related("company")
 
-    def partial_template_names(self, names: list[str]) -> list[str] | None:
-        # A tab's panel is the tab template itself on the panel layout (see detail_base.html).
-        if self.tab_partial():
-            return names
-        return super().partial_template_names(names)
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        site = self.object
-        context = {"site": site, "object": site}
-        if self.tab_partial():
-            context.update(site_layout=PANEL_LAYOUT, panel_only=True)
-        else:
-            context.update(site_header_context(self.request, site))
-        return super().get_context_data(**context, **kwargs)
+    def header_context(self) -> dict[str, Any]:
+        return site_header_context(self.request, self.object)

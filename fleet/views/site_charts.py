@@ -32,7 +32,6 @@ from sites.models import Site
 from ui import export
 from ui.charts import MAX_POINTS, chart_error, chart_json, downsample
 from ui.lists import EXPORT_PARAMETER
-from ui.views import htmx_partial
 
 #: The longest range the Chart tab draws from raw samples (local days).
 MAX_CHART_DAYS = 7
@@ -195,12 +194,6 @@ class ChartTabView(SiteTabView):
     #: htmx targets that get only a part of the tab: the selectors with the figure, or the figure.
     partials = {"site-chart": "chart-block", "chart-figure": "chart-figure"}
 
-    def partial_template_names(self, names: list[str]) -> list[str] | None:
-        for target, partial in self.partials.items():
-            if htmx_partial(self.request, target):
-                return [f"{name}#{partial}" for name in names]
-        return super().partial_template_names(names)
-
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         site = self.object
@@ -238,28 +231,46 @@ class ChartDataView(SiteDataView):
         form = ChartForm(request.GET, inverters=site_inverters(request.user, site))
         if not form.is_valid():
             return chart_error(form.first_error(), form.errors)
-        inverter: SiteInverter = form.cleaned_data["site_inverter"]
-        points = form.cleaned_data["measurement_points"]
-        start, end = energy.local_range(
-            form.cleaned_data["start"], form.cleaned_data["end"], site.time_zone
+        return measurement_chart(
+            form.cleaned_data["site_inverter"],
+            form.cleaned_data["measurement_points"],
+            form.cleaned_data["start"],
+            form.cleaned_data["end"],
+            tz=site.time_zone,
+            temperature_unit=site.temperature_unit,
         )
-        rows = energy.point_rows(inverter.id, inverter.model, points, start, end)
-        units, factors = [], []
-        for point in points:
-            unit, factor = _shown_unit(point.unit, site.temperature_unit)
-            units.append(unit)
-            factors.append(factor)
-        rows = [
-            (row[0], *(_scaled(v, f) for v, f in zip(row[1:], factors, strict=True)))
-            for row in rows
-        ]
-        gap = max(3 * (inverter.upload_interval_s or 60), 300)
-        rows = downsample(rows, MAX_POINTS, gap=gap)
-        series = [
-            {"label": point.name, "unit": unit, "values": [row[i + 1] for row in rows]}
-            for i, (point, unit) in enumerate(zip(points, units, strict=True))
-        ]
-        return chart_json([row[0] for row in rows], series, x_kind="time", tz=site.time_zone)
+
+
+def measurement_chart(
+    inverter: SiteInverter,
+    points: list[energy.MeasurementPoint],
+    first: dt.date,
+    last: dt.date,
+    *,
+    tz: str,
+    temperature_unit: str,
+    bucket_s: int | None = None,
+) -> HttpResponse:
+    """The chart document of `points` of one inverter over the local days `first`…`last` of
+    `tz`: powers in kW, temperatures in `temperature_unit`, at most MAX_POINTS x values (a
+    site's and an inverter's Chart tab). With `bucket_s`, each point is its mean per bucket."""
+    start, end = energy.local_range(first, last, tz)
+    rows = energy.point_rows(inverter.id, inverter.model, points, start, end, bucket_s)
+    units, factors = [], []
+    for point in points:
+        unit, factor = _shown_unit(point.unit, temperature_unit)
+        units.append(unit)
+        factors.append(factor)
+    rows = [
+        (row[0], *(_scaled(v, f) for v, f in zip(row[1:], factors, strict=True))) for row in rows
+    ]
+    gap = max(3 * (inverter.upload_interval_s or 60), 300, 2 * (bucket_s or 0))
+    rows = downsample(rows, MAX_POINTS, gap=gap)
+    series = [
+        {"label": point.name, "unit": unit, "values": [row[i + 1] for row in rows]}
+        for i, (point, unit) in enumerate(zip(points, units, strict=True))
+    ]
+    return chart_json([row[0] for row in rows], series, x_kind="time", tz=tz)
 
 
 def _shown_unit(unit: str, temperature_unit: str) -> tuple[str, Any]:
@@ -379,8 +390,6 @@ class EnergyTabView(SiteTabView):
         fmt = request.GET.get(EXPORT_PARAMETER, "")
         if not fmt:
             return super().get(request, *args, **kwargs)
-        if fmt not in export.FORMATS:
-            return HttpResponseBadRequest(gettext("Unknown download format."))
         site: Site = self.object
         inverters = site_inverters(request.user, site)
         params = request.GET.copy()
@@ -388,13 +397,13 @@ class EnergyTabView(SiteTabView):
         form = EnergyForm(params, inverters=inverters, today=site_local_today(site))
         if not form.is_valid():
             return HttpResponseBadRequest(form.first_error())
-        bars = _energy_bars(request, site, form, inverters)
-        query = form.query()
         inverter = form.cleaned_data["inverter"]
-        parts = [site.name, "energy", inverter.serial_number if inverter else ""]
-        parts += [value for key, value in query.items() if key != "device"]
-        name = slugify(" ".join(parts))
-        return export.download_response(bars.download_rows, fmt, name, gettext("Energy"))
+        return energy_download(
+            form,
+            lambda: _energy_bars(request, site, form, inverters),
+            fmt,
+            [site.name, "energy", inverter.serial_number if inverter else ""],
+        )
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -403,36 +412,59 @@ class EnergyTabView(SiteTabView):
         today = site_local_today(site)
         form = EnergyForm(self.request.GET, inverters=inverters, today=today)
         context.update(form=form, period_choices=Period.CHOICES, energy_url="", totals=[])
-        if not form.is_valid():
-            return context
-        data = form.cleaned_data
-        query = form.query()
-        bars = _energy_bars(self.request, site, form, inverters)
-        totals = bars.totals()
-        base = reverse("sites:energy", args=[site.pk])
-        context.update(
-            anchor=data["anchor"],
-            period=data["period"],
-            energy_url=f"{reverse('sites:energy_data', args=[site.pk])}?{urlencode(query)}",
-            downloads=[
-                {"url": f"{base}?{urlencode({**query, 'export': fmt})}", "label": label}
-                for fmt, (_type, label) in export.FORMATS.items()
-            ],
-            totals=[(series.label, totals[series.key]) for series in energy.SERIES],
-            has_data=bars.has_data,
-        )
-        if data["period"] != Period.TOTAL:
-            context["previous_url"] = self._shifted(base, form, -1)
-            context["next_url"] = self._shifted(base, form, 1)
+        if form.is_valid():
+            context.update(
+                energy_context(
+                    form,
+                    _energy_bars(self.request, site, form, inverters),
+                    tab_url=reverse("sites:energy", args=[site.pk]),
+                    data_url=reverse("sites:energy_data", args=[site.pk]),
+                )
+            )
         return context
 
-    @staticmethod
-    def _shifted(base: str, form: EnergyForm, steps: int) -> str:
-        data = form.cleaned_data
-        anchor = energy.shift(data["period"], data["anchor"], steps)
-        query = {"device": data["device"], "period": data["period"]}
-        query.update(day=anchor.isoformat(), month=f"{anchor:%Y-%m}", year=str(anchor.year))
-        return f"{base}?{urlencode(query)}"
+
+def energy_download(form: EnergyForm, bars, fmt: str, name_parts: list[str]) -> HttpResponse:
+    """The bars of a valid EnergyForm as a CSV or XLSX download (an Energy tab's Download);
+    `bars` makes them, `name_parts` lead the file's name."""
+    if fmt not in export.FORMATS:
+        return HttpResponseBadRequest(gettext("Unknown download format."))
+    query = form.query()
+    parts = [*name_parts, *(value for key, value in query.items() if key != "device")]
+    return export.download_response(
+        bars().download_rows, fmt, slugify(" ".join(parts)), gettext("Energy")
+    )
+
+
+def energy_context(form: EnergyForm, bars, *, tab_url: str, data_url: str) -> dict[str, Any]:
+    """What an Energy tab shows for a valid EnergyForm: the chart's URL, the period's
+    totals, the downloads and the earlier and later periods."""
+    data = form.cleaned_data
+    query = form.query()
+    totals = bars.totals()
+    context = {
+        "anchor": data["anchor"],
+        "period": data["period"],
+        "energy_url": f"{data_url}?{urlencode(query)}",
+        "downloads": [
+            {"url": f"{tab_url}?{urlencode({**query, 'export': fmt})}", "label": label}
+            for fmt, (_type, label) in export.FORMATS.items()
+        ],
+        "totals": [(series.label, totals[series.key]) for series in energy.SERIES],
+        "has_data": bars.has_data,
+    }
+    if data["period"] != Period.TOTAL:
+        context["previous_url"] = _shifted(tab_url, form, -1)
+        context["next_url"] = _shifted(tab_url, form, 1)
+    return context
+
+
+def _shifted(base: str, form: EnergyForm, steps: int) -> str:
+    data = form.cleaned_data
+    anchor = energy.shift(data["period"], data["anchor"], steps)
+    query = {"device": data["device"], "period": data["period"]}
+    query.update(day=anchor.isoformat(), month=f"{anchor:%Y-%m}", year=str(anchor.year))
+    return f"{base}?{urlencode(query)}"
 
 
 class EnergyDataView(SiteDataView):
@@ -444,17 +476,16 @@ class EnergyDataView(SiteDataView):
         form = EnergyForm(request.GET, inverters=inverters, today=site_local_today(site))
         if not form.is_valid():
             return chart_error(form.first_error(), form.errors)
-        bars = _energy_bars(request, site, form, inverters)
-        series = [
-            {
-                "label": s.label,
-                "unit": "kWh",
-                "values": bars.values[s.key],
-                "show": s.shown,
-            }
-            for s in energy.SERIES
-        ]
-        return chart_json(bars.labels, series, x_kind="category", digits=2)
+        return energy_chart(_energy_bars(request, site, form, inverters))
+
+
+def energy_chart(bars: energy.EnergyBars) -> HttpResponse:
+    """The chart document of energy bars, in kWh."""
+    series = [
+        {"label": s.label, "unit": "kWh", "values": bars.values[s.key], "show": s.shown}
+        for s in energy.SERIES
+    ]
+    return chart_json(bars.labels, series, x_kind="category", digits=2)
 
 
 urlpatterns = [

@@ -4,25 +4,23 @@ Rename and Delete."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from django.contrib import messages
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.core.paginator import Page, Paginator
-from django.db.models import Count, QuerySet, Window
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
-from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import services as account_services
 from accounts.models import User
 from accounts.views.generic import (
-    MAX_PAGE_SIZE,
     ActionRequiredMixin,
     ObjectConfirmView,
     ObjectListView,
@@ -40,26 +38,11 @@ from fleet.site_forms import (
 )
 from fleet.tables import SiteTable, annotate_site_rows
 from sites.models import Site
+from ui.dialogs import back_to, dialog_done, is_dialog_request, render_dialog
+from ui.lists import PageByIdsMixin
 from ui.query import positive_int
 
 OWNERS_PER_PAGE = 10
-
-
-def _is_htmx(request: HttpRequest) -> bool:
-    """A request for a dialog's content (not a boosted page or a history restore)."""
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
-
-
-def _done(request: HttpRequest, url: str) -> HttpResponse:
-    """After a dialog's action: the whole page goes to `url` (htmx) or is redirected."""
-    return HttpResponseClientRedirect(url) if _is_htmx(request) else HttpResponseRedirect(url)
-
-
-def _render_dialog(request: HttpRequest, template_name: str, context: dict) -> HttpResponse:
-    """The dialog's partial for htmx, the whole page without JavaScript."""
-    template = f"{template_name}#dialog" if _is_htmx(request) else template_name
-    return render(request, template, context)
 
 
 def _owner_choices(
@@ -80,28 +63,20 @@ def _owner_choices(
         "owner_page": page,
         "owner_field": field,
         "owners_url": url,
-        "owner_page_params": urlencode(params),
+        "owner_page_url": f"{url}?{urlencode(params)}&owner_page=",
         "selected_owner": selected,
     }
 
 
 def _list_url(request: HttpRequest) -> str:
-    """Back to the site list, keeping its filters when the dialog was opened from it."""
-    back = request.POST.get("next") or request.GET.get("next") or ""
-    htmx = getattr(request, "htmx", None)
-    if not back and htmx and htmx.current_url:
-        current = urlsplit(htmx.current_url)
-        back = f"{current.path}?{current.query}" if current.query else current.path
-    list_path = reverse("sites:list")
-    if back.startswith(list_path) and "//" not in back:
-        return back
-    return list_path
+    """Back to the list (with its filters) or the page the dialog was opened from."""
+    return back_to(request, reverse("sites:list"))
 
 
 # --- The list -----------------------------------------------------------------------------------
 
 
-class SiteListView(ObjectListView):
+class SiteListView(PageByIdsMixin, ObjectListView):
     """The sites the user may see: filters (superior account, status, name, user), the
     guide's columns and the chooser, sorting, pages, CSV/XLSX, and the rows' actions."""
 
@@ -129,27 +104,9 @@ class SiteListView(ObjectListView):
     def get_filtered_queryset(self) -> QuerySet:
         return annotate_site_rows(super().get_filtered_queryset(), self.request.user)
 
-    def paginate(self, table: SiteTable) -> None:
-        """One page in two queries: the page's ids and the total (a window count) with only
-        the annotations the filters and the sort need, then every annotation for those ids
-        alone — so page 300 of 10,000 sites costs what page 1 does."""
-        params = self.request.GET
-        per_page = positive_int(
-            params.get(table.prefixed_per_page_field), self.paginate_by, MAX_PAGE_SIZE
-        )
-        number = positive_int(params.get(table.prefixed_page_field), 1)
-        ordered: QuerySet = table.data.data
-        ids, total = _page_ids(ordered, number, per_page)
-        if not ids and number > 1:  # past the end, e.g. after a filter: the last page
-            total = ordered.order_by().count()
-            number = max(1, -(-total // per_page))
-            ids, total = _page_ids(ordered, number, per_page)
-        table.data.data = annotate_site_rows(
-            Site.objects.filter(pk__in=ids).select_related("company"), self.request.user
-        ).order_by(*ordered.query.order_by)
-        table.paginate(
-            paginator_class=_CountedPaginator, per_page=per_page, page=number, count=total or 0
-        )
+    def page_rows(self, ids: list[int], ordered: QuerySet) -> QuerySet:
+        sites = Site.objects.filter(pk__in=ids).select_related("company")
+        return annotate_site_rows(sites, self.request.user).order_by(*ordered.query.order_by)
 
     def get_empty_state(self) -> dict[str, Any]:
         empty = super().get_empty_state()
@@ -159,33 +116,6 @@ class SiteListView(ObjectListView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(next_url=self.request.get_full_path(), **kwargs)
-
-
-def _page_ids(ordered: QuerySet, number: int, per_page: int) -> tuple[list[int], int | None]:
-    """The ids of page `number` of `ordered` and how many rows it has in all (None when the
-    page is past the end)."""
-    start = (number - 1) * per_page
-    rows = list(
-        ordered.annotate(_total=Window(Count("*"))).values_list("pk", "_total")[
-            start : start + per_page
-        ]
-    )
-    return [pk for pk, _total in rows], (rows[0][1] if rows else None)
-
-
-class _CountedPaginator(Paginator):
-    """A paginator for rows that already are one page, with the total counted beforehand."""
-
-    def __init__(self, object_list: Any, per_page: int, *, count: int, **kwargs: Any) -> None:
-        super().__init__(object_list, per_page, **kwargs)
-        self._count = count
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    def page(self, number: Any) -> Page:
-        return self._get_page(self.object_list, self.validate_number(number), self)
 
 
 # --- Create site (guide §6.1.2) -----------------------------------------------------------------
@@ -324,9 +254,11 @@ class SiteCreateView(ActionRequiredMixin, TemplateView):
                 )
                 % {"email": failed.user.email},
             )
-            return _done(self.request, site.get_absolute_url() if site else reverse("sites:list"))
+            return dialog_done(
+                self.request, site.get_absolute_url() if site else reverse("sites:list")
+            )
         messages.success(self.request, self.success_message(site, forms[3]))
-        return _done(self.request, site.get_absolute_url())
+        return dialog_done(self.request, site.get_absolute_url())
 
     def success_message(self, site: Site, account: AccountStepForm) -> str:
         data = account.cleaned_data
@@ -364,7 +296,7 @@ class SiteCreateView(ActionRequiredMixin, TemplateView):
                 (2, _("Site info")),
                 (3, _("Account information")),
             ],
-            in_modal=_is_htmx(self.request),
+            in_modal=is_dialog_request(self.request),
         )
         if step == 1 and steps.get("1") is None and self.request.method == "GET":
             context["state"] = self.dump_state({})
@@ -375,7 +307,7 @@ class SiteCreateView(ActionRequiredMixin, TemplateView):
             context.update(
                 self.owner_choices(OwnerSearchForm(user=self.request.user), str(selected or ""))
             )
-        return _render_dialog(self.request, self.template_name, context)
+        return render_dialog(self.request, self.template_name, context)
 
     def render_region_prefill(self) -> HttpResponse:
         """Step 2 again after the region changed: its time zone, currency, temperature unit and
@@ -420,11 +352,11 @@ class SiteActionMixin(ObjectMixin):
         context = self.get_context_data(
             site=self.object,
             form=form,
-            in_modal=_is_htmx(self.request),
+            in_modal=is_dialog_request(self.request),
             next_url=_list_url(self.request),
             **extra,
         )
-        return _render_dialog(self.request, self.template_name, context)
+        return render_dialog(self.request, self.template_name, context)
 
 
 class SiteRenameView(SiteActionMixin, TemplateView):
@@ -451,7 +383,7 @@ class SiteRenameView(SiteActionMixin, TemplateView):
                     _("Site “%(old)s” has been renamed to “%(new)s”.")
                     % {"old": old, "new": self.object.name},
                 )
-                return _done(request, _list_url(request))
+                return dialog_done(request, _list_url(request))
         return self.show(form)
 
 
@@ -481,7 +413,7 @@ class SiteDistributeView(SiteActionMixin, TemplateView):
                     _("Site “%(site)s” has been distributed to %(user)s.")
                     % {"site": self.object.name, "user": user.username},
                 )
-                return _done(request, _list_url(request))
+                return dialog_done(request, _list_url(request))
         return self.show(form)
 
     def owner_choices(self, search: OwnerSearchForm, selected: str = "") -> dict[str, Any]:
