@@ -214,6 +214,7 @@ def main() -> None:
                 sum(len(g.inverters) for g in specs) / args.load_interval, 1
             )
             loaded["rejected"] = after["rejected"]
+            loaded["rejected_reasons"] = after["reasons"]
             print(
                 f"loaded: p50 {loaded['p50_ms']} ms  p95 {loaded['p95_ms']} ms  with "
                 f"{loaded['load_samples_per_s']} samples/s stored "
@@ -315,7 +316,8 @@ def _run_simulator(mqtt_url: str, conn) -> None:
     fleet.stop()
 
 
-LOAD_PREFIX = "BRTTLOAD"
+# Inverter serials are read back from 8 registers (16 characters): prefix + "INV" + 8 digits.
+LOAD_PREFIX = "BRL"
 
 
 def load_specs(count: int, interval: int) -> list:
@@ -378,7 +380,12 @@ def load_counts() -> dict[str, int]:
         samples = cursor.fetchone()[0]
         cursor.execute("SELECT count(*) FROM inverters_rejectedmessage")
         rejected = cursor.fetchone()[0]
-    return {"online": online, "samples": samples, "rejected": rejected}
+        cursor.execute(
+            "SELECT reason, count(*) FROM inverters_rejectedmessage GROUP BY reason "
+            "ORDER BY count(*) DESC LIMIT 3"
+        )
+        reasons = [f"{n}× {reason[:120]}" for reason, n in cursor.fetchall()]
+    return {"online": online, "samples": samples, "rejected": rejected, "reasons": reasons}
 
 
 class LoadProcess:
