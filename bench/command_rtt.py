@@ -193,7 +193,7 @@ def main() -> None:
         if args.load_gateways:
             specs = load_specs(args.load_gateways, args.load_interval)
             register_load(specs, user.company)
-            load = LoadProcess(args.mqtt_url, specs)
+            load = SimulatorProcess(_run_load, args.mqtt_url, specs, timeout=300)
             print(
                 f"load: {len(specs)} gateways, {sum(len(g.inverters) for g in specs)} "
                 f"inverters, every {args.load_interval} s; settling …",
@@ -281,28 +281,52 @@ def make_fleet_rows():
 
 
 class SimulatorProcess:
-    """The simulated gateway and inverter in a process of their own, as a real gateway is a
-    device of its own: in this process they would compete for the GIL with the poll loop."""
+    """Simulated gateways and inverters in a process of their own, as real gateways are
+    devices of their own: in this process they would compete for the GIL with the poll loop.
+    `reply` is what the child answers once its fleet is online (the measured gateway's line
+    port, or how many load gateways started)."""
 
-    def __init__(self, mqtt_url: str) -> None:
+    def __init__(self, target, *args: object, timeout: float = 60) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_run_simulator, args=(mqtt_url, child), daemon=True)
+        self.proc = ctx.Process(target=target, args=(*args, child), daemon=True)
         self.proc.start()
-        if not self._conn.poll(60):
+        if not self._conn.poll(timeout):
             raise RuntimeError("the simulator did not start")
-        self.line_port = self._conn.recv()
+        self.reply = self._conn.recv()
+
+    @property
+    def line_port(self) -> int:
+        return self.reply
 
     def stop(self) -> None:
         self._conn.send("stop")
-        self.proc.join(30)
+        self.proc.join(60)
+
+
+def _run_fleet(mqtt_url: str, specs: list, options, answer, conn) -> None:
+    sys.path.insert(0, str(ROOT))
+    from simulator.fleet import FleetThread
+
+    kwargs = {"options": options} if options is not None else {}
+    fleet = FleetThread(specs, mqtt_url=mqtt_url, **kwargs).start(timeout=300)
+    conn.send(answer(fleet.fleet))
+    conn.recv()
+    fleet.stop()
+
+
+def _line_port(fleet) -> int:
+    return fleet.gateway(GATEWAY_SN).bus.port
+
+
+def _gateway_count(fleet) -> int:
+    return len(fleet.gateways)
 
 
 def _run_simulator(mqtt_url: str, conn) -> None:
     sys.path.insert(0, str(ROOT))
-    from simulator.fleet import FleetThread
     from simulator.sources import GatewaySpec, InverterSpec
 
     spec = GatewaySpec(
@@ -310,10 +334,7 @@ def _run_simulator(mqtt_url: str, conn) -> None:
         inverters=(InverterSpec(INVERTER_SN, MODEL, 1),),
         upload_interval_s=3600,
     )
-    fleet = FleetThread([spec], mqtt_url=mqtt_url).start()
-    conn.send(fleet.fleet.gateway(GATEWAY_SN).bus.port)
-    conn.recv()
-    fleet.stop()
+    _run_fleet(mqtt_url, [spec], None, _line_port, conn)
 
 
 # Inverter serials are read back from 8 registers (16 characters): prefix + "INV" + 8 digits.
@@ -388,42 +409,19 @@ def load_counts() -> dict[str, int]:
     return {"online": online, "samples": samples, "rejected": rejected, "reasons": reasons}
 
 
-class LoadProcess:
-    """The load's simulated gateways in a process of their own (the lines in memory, Modbus
-    polled as in production)."""
-
-    def __init__(self, mqtt_url: str, specs: list) -> None:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_run_load, args=(mqtt_url, specs, child), daemon=True)
-        self.proc.start()
-        if not self._conn.poll(300):
-            raise RuntimeError("the load's gateways did not start")
-        self.online = self._conn.recv()
-
-    def stop(self) -> None:
-        self._conn.send("stop")
-        self.proc.join(60)
-
-
 def _run_load(mqtt_url: str, specs: list, conn) -> None:
+    """The load's gateways: lines in memory, Modbus polled as in production."""
     sys.path.insert(0, str(ROOT))
-    from simulator.fleet import FleetThread
     from simulator.gateway import GatewayOptions
 
     options = GatewayOptions(
         persistent_session=False, keepalive=120, modbus_timeout_s=5.0, line="memory"
     )
-    fleet = FleetThread(specs, mqtt_url=mqtt_url, options=options).start(timeout=300)
-    conn.send(len(fleet.fleet.gateways))
-    conn.recv()
-    fleet.stop()
+    _run_fleet(mqtt_url, specs, options, _gateway_count, conn)
 
 
 def start_simulator(mqtt_url: str) -> SimulatorProcess:
-    return SimulatorProcess(mqtt_url)
+    return SimulatorProcess(_run_simulator, mqtt_url)
 
 
 def wait_online(gateway) -> None:
