@@ -17,7 +17,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from devices.registermap import PointSpec, RegisterMap
 from fleet import tou
@@ -98,7 +98,7 @@ def _slot_point(rm: RegisterMap, name: str) -> PointSpec:
 
 SLOT_LABELS = {
     "mode": gettext_lazy("Mode"),
-    "start": gettext_lazy("Start"),
+    "start": pgettext_lazy("TOU slot start time", "Start"),
     "end": gettext_lazy("End"),
     "charge_power": gettext_lazy("Charge power"),
     "discharge_power": gettext_lazy("Discharge power"),
