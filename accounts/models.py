@@ -301,6 +301,15 @@ class AuditAction(models.TextChoices):
     INVERTER_RENAMED = "inverter.renamed", _("Inverter renamed")
     INVERTER_REMOVED = "inverter.deleted", _("Inverter removed")
     AUTOTEST_STARTED = "inverter.autotest_started", _("AutoTest started")
+    # Firmware (upgrades)
+    FIRMWARE_RELEASED = "firmware.released", _("Firmware released")
+    UPGRADE_CREATED = "upgrade.created", _("Upgrade task created")
+    UPGRADE_APPROVED = "upgrade.approved", _("Upgrade task approved")
+    UPGRADE_PAUSED = "upgrade.paused", _("Upgrade task paused")
+    UPGRADE_RESUMED = "upgrade.resumed", _("Upgrade task resumed")
+    UPGRADE_RETRIED = "upgrade.retried", _("Failed devices retried")
+    UPGRADE_CANCELLED = "upgrade.cancelled", _("Upgrade task cancelled")
+    UPGRADE_POLICY_CHANGED = "upgrade.policy_changed", _("Upgrade approval rule changed")
 
 
 class AuditEventQuerySet(models.QuerySet):

@@ -60,7 +60,14 @@ RULES: dict[str, frozenset[str]] = {
     "device.view": ALL_ROLES,
     "device.manage": STAFF_ROLES,
     "device.operate": STAFF_ROLES,
+    # Firmware (guide §7): the catalogue is read and downloaded by distributors' and
+    # installers' staff; only platform administrators publish releases (object rule below).
+    "firmware.view": STAFF_ROLES,
+    "firmware.download": STAFF_ROLES,
+    "firmware.upload": frozenset({ADMIN}),
     "upgrade.manage": STAFF_ROLES,
+    # Four-eyes: a second administrator of the company approves a task before it starts.
+    "upgrade.approve": frozenset({ADMIN}),
     "maintenance.view": STAFF_ROLES,
 }
 
@@ -107,6 +114,24 @@ def has_staff_role(user: User) -> bool:
     return user.is_superuser or user.role in STAFF_ROLES
 
 
+FIRMWARE_ACTIONS = frozenset({"firmware.view", "firmware.download", "firmware.upload"})
+
+
+def _firmware_rule(user: User, action: str) -> bool:
+    """Firmware belongs to the platform: owner companies' staff do not get it, and only the
+    platform operator's administrators (or superusers) publish it."""
+    from accounts.models import CompanyType
+
+    if user.is_superuser:
+        return True
+    company = user.company if user.company_id else None
+    if company is None or company.type == CompanyType.OWNER:
+        return False
+    if action == "firmware.upload":
+        return company.type == CompanyType.PLATFORM
+    return True
+
+
 def role_rank(user: User) -> int:
     """Owner < O&M engineer < administrator < superuser (the platform operator)."""
     if user.is_superuser:
@@ -116,8 +141,13 @@ def role_rank(user: User) -> int:
 
 def _object_rule(user: User, action: str, obj: models.Model | None) -> bool:
     """Rules that depend on the object, beyond role and scope."""
+    if action in FIRMWARE_ACTIONS:
+        return _firmware_rule(user, action)
     if obj is None:
         return True
+    if action == "upgrade.approve":
+        # Four eyes: never the task's own creator.
+        return getattr(obj, "created_by_id", None) != user.pk
     if action in RANKED_USER_ACTIONS and role_rank(obj) > role_rank(user):
         return False
     if action == "company.delete":

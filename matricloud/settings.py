@@ -127,6 +127,16 @@ MQTT_ACL_FILE = env.str("MQTT_ACL_FILE", default=str(DATA_DIR / "mosquitto" / "a
 REMOTE_OPERATION_DEADLINE_S = env.int("REMOTE_OPERATION_DEADLINE_S", default=600)
 REMOTE_OPERATION_REPLY_WAIT_S = env.float("REMOTE_OPERATION_REPLY_WAIT_S", default=15.0)
 REMOTE_OPERATION_SWEEP_S = env.float("REMOTE_OPERATION_SWEEP_S", default=5.0)
+
+# --- Firmware (upgrades/, docs/upgrades.md) ---------------------------------------------------
+FIRMWARE_MAX_BYTES = env.int("FIRMWARE_MAX_BYTES", default=64 * 1024 * 1024)
+FIRMWARE_CHUNK_BYTES = env.int("FIRMWARE_CHUNK_BYTES", default=64 * 1024)
+# How often the rollout engine looks at running tasks (beat), and how long a device may stay
+# in a transfer or install step without reporting before it is failed ("no progress").
+UPGRADE_TICK_S = env.float("UPGRADE_TICK_S", default=5.0)
+UPGRADE_STALL_S = env.int("UPGRADE_STALL_S", default=600)
+UPGRADE_OFFER_DEADLINE_S = env.int("UPGRADE_OFFER_DEADLINE_S", default=900)
+OTA_CLIENT_ID = env.str("OTA_CLIENT_ID", default="matricloud-ota")
 # The public address of the portal, for links in emails (e.g. https://portal.example.com).
 PORTAL_URL = env.str("PORTAL_URL", default="")
 
@@ -224,6 +234,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "maintenance.tasks.sweep_operations",
         "schedule": REMOTE_OPERATION_SWEEP_S,
     },
+    # Upgrade tasks: reservations start, waves advance, stalled devices fail (upgrades/rollout.py).
+    "advance-upgrades": {"task": "upgrades.tasks.advance_upgrades", "schedule": UPGRADE_TICK_S},
     # Home's live figures of every company (fleet/snapshot.py).
     "refresh-home-snapshot": {
         "task": "fleet.tasks.refresh_home_snapshot",
