@@ -7,6 +7,7 @@ urlpatterns = [
     path("", include("fleet.urls")),
     path("account/", include("accounts.urls")),
     path("maintenance/", include("maintenance.urls")),
+    path("upgrade/", include("upgrades.urls")),
     path("", include((views.placeholder_patterns, "placeholder"))),
     path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),

@@ -1,0 +1,3 @@
+"""Firmware release (guide §7.1)."""
+
+urlpatterns: list = []

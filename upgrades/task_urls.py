@@ -1,0 +1,3 @@
+"""Firmware upgrade tasks (guide §7.2)."""
+
+urlpatterns: list = []
