@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -43,8 +43,11 @@ __all__ = [
     "FAULT_LEVELS",
     "MAP_DIR",
     "MAX_BLOCK_REGISTERS",
+    "FIRMWARE_TYPE_NAMES",
     "FaultCatalog",
     "FaultCode",
+    "FirmwareTransfer",
+    "FirmwareTypeSpec",
     "Point",
     "PollBlock",
     "RawSegment",
@@ -66,6 +69,21 @@ MAP_DIR = Path(__file__).resolve().parent / "registermaps"
 MAX_BLOCK_REGISTERS = 125
 #: Alarm levels of the guide's Table 4-1, most severe first.
 FAULT_LEVELS: tuple[str, ...] = ("urgent", "important", "common", "prompt")
+
+#: Inverter firmware types a map may list under `firmware_transfer.types`; the same names as
+#: the portal's firmware types (upgrades.models.FirmwareType, without `gateway`).
+FIRMWARE_TYPE_NAMES: tuple[str, ...] = (
+    "lcd",
+    "dsp",
+    "slave_dsp",
+    "trip_board",
+    "exhmi",
+    "arc",
+    "senergy_master_dsp",
+    "senergy_slave_dsp",
+    "senergy_csb",
+    "senergy_module",
+)
 
 MAP_SCHEMA = "matricloud.regmap/1"
 FAULT_SCHEMA = "matricloud.faultcodes/1"
@@ -405,6 +423,111 @@ class MapDefaults(_Strict):
     device_id: int = Field(default=1, ge=1, le=247)
 
 
+class FirmwareTypeEntry(_Strict):
+    """One board that takes an image: its code in the type register and its version point."""
+
+    code: int = Field(ge=1, le=0xFFFF)
+    version_point: SnakeKey
+
+
+class FirmwareTypeSpec(NamedTuple):
+    """A firmware type the model has (``RegisterMap.firmware_types``)."""
+
+    name: str  # as upgrades.models.FirmwareType: dsp, lcd, slave_dsp, arc, …
+    code: int  # written to the transfer block's type register
+    version_point: str  # the input point that shows the version the board runs
+
+
+class FirmwareTransfer(_Strict):
+    """The file-transfer block an image is written into over Modbus (FC16), in a fixed layout
+    from two base addresses (docs/register-map-format.md#firmware-transfer):
+
+    holding +0 command (1 begin, 2 install, 3 abort), +1 type code, +2..+3 image size (u32),
+    +4 version (MM.mm), +5..+6 offset (u32), +7 length (bytes in the window), +8.. data window
+    (`data_registers` words, two bytes each, high byte first); input +0 state, +1 error code,
+    +2..+3 bytes received (u32).
+
+    Offset, length and data follow each other so that one FC16 write (at most 123 registers)
+    carries a piece of the image with its position.
+    """
+
+    holding: Address
+    input: Address
+    data_registers: int = Field(default=120, ge=1, le=120)
+    types: dict[SnakeKey, FirmwareTypeEntry] = Field(min_length=1)
+
+    # Commands, states and error codes of the block.
+    BEGIN: ClassVar[int] = 1
+    INSTALL: ClassVar[int] = 2
+    ABORT: ClassVar[int] = 3
+    IDLE: ClassVar[int] = 0
+    RECEIVING: ClassVar[int] = 1
+    INSTALLING: ClassVar[int] = 2
+    DONE: ClassVar[int] = 3
+    FAILED: ClassVar[int] = 4
+    ERRORS: ClassVar[dict[int, str]] = {
+        1: "unknown firmware type",
+        2: "image size out of range",
+        3: "offset out of sequence",
+        4: "image incomplete",
+        5: "image is for another model",
+        6: "power lost during install",
+        7: "transfer aborted",
+        8: "no transfer in progress",
+        9: "invalid version",
+    }
+
+    @property
+    def command(self) -> int:
+        return self.holding
+
+    @property
+    def type_code(self) -> int:
+        return self.holding + 1
+
+    @property
+    def size(self) -> int:
+        return self.holding + 2
+
+    @property
+    def version(self) -> int:
+        return self.holding + 4
+
+    @property
+    def offset(self) -> int:
+        return self.holding + 5
+
+    @property
+    def length(self) -> int:
+        return self.holding + 7
+
+    @property
+    def data(self) -> int:
+        return self.holding + 8
+
+    @property
+    def holding_registers(self) -> int:
+        return 8 + self.data_registers
+
+    @property
+    def state(self) -> int:
+        return self.input
+
+    @property
+    def error(self) -> int:
+        return self.input + 1
+
+    @property
+    def received(self) -> int:
+        return self.input + 2
+
+    input_registers: ClassVar[int] = 4
+
+    @property
+    def window_bytes(self) -> int:
+        return 2 * self.data_registers
+
+
 class MapFile(_Strict):
     """The whole map file; map-wide rules are checked by RegisterMap."""
 
@@ -421,6 +544,7 @@ class MapFile(_Strict):
     groups: list[Text] = Field(min_length=1)
     poll_blocks: list[PollBlock] = Field(min_length=1)
     constraints: list[Constraint] = []
+    firmware_transfer: FirmwareTransfer | None = None
     points: list[PointSpec] = Field(min_length=1)
 
 
@@ -640,6 +764,23 @@ class RegisterMap:
     @property
     def poll_blocks(self) -> list[PollBlock]:
         return list(self.spec.poll_blocks)
+
+    @property
+    def firmware_transfer(self) -> FirmwareTransfer | None:
+        """The file-transfer block images are written into, or None if the model has none."""
+        return self.spec.firmware_transfer
+
+    @property
+    def firmware_types(self) -> dict[str, FirmwareTypeSpec]:
+        """The inverter firmware types this model takes, by name (dsp, lcd, …): what the
+        portal may offer an upload or an upgrade task for. Empty without a transfer block."""
+        block = self.spec.firmware_transfer
+        if block is None:
+            return {}
+        return {
+            name: FirmwareTypeSpec(name, entry.code, entry.version_point)
+            for name, entry in block.types.items()
+        }
 
     def __repr__(self) -> str:
         return f"<RegisterMap {self.model.name} {self.path.name} v{self.spec.version}>"
@@ -995,6 +1136,8 @@ class RegisterMap:
             for p in points:
                 for i, w in enumerate(self._encode(p, self.default_value(p.key))):
                     regs[p.address + i] = w
+            for start, count in self._transfer_ranges().get(table, ()):
+                regs.update({a: 0 for a in range(start, start + count)})
             segments: list[RawSegment] = []
             for a in sorted(regs):
                 if segments and a - (segments[-1].start + len(segments[-1].values)) <= (
@@ -1007,6 +1150,15 @@ class RegisterMap:
                     segments.append(RawSegment(a, [regs[a]]))
             layout[table] = segments
         return layout
+
+    def _transfer_ranges(self) -> dict[str, list[tuple[int, int]]]:
+        block = self.spec.firmware_transfer
+        if block is None:
+            return {}
+        return {
+            "holding": [(block.holding, block.holding_registers)],
+            "input": [(block.input, block.input_registers)],
+        }
 
     def summary(self) -> str:
         """One line for the check command."""
@@ -1151,6 +1303,8 @@ def _build(
             if k not in by_key or by_key[k].access != "read_write":
                 problems.append(f"{p.key}: parameter {k!r} is not a writable point of this map")
 
+    problems += _check_firmware_transfer(spec, points, by_key)
+
     fault_path = Path(fault_codes) if fault_codes else path.parent / spec.fault_codes
     try:
         faults = load_fault_codes(fault_path.resolve())
@@ -1188,6 +1342,49 @@ def _build(
     if problems:
         raise _fail(path, problems)
     return rm
+
+
+def _check_firmware_transfer(
+    spec: MapFile, points: list[PointSpec], by_key: dict[str, PointSpec]
+) -> list[str]:
+    """The transfer block lies on free registers and names real version points."""
+    block = spec.firmware_transfer
+    if block is None:
+        return []
+    problems = []
+    where = "firmware_transfer"
+    for table, start, count in (
+        ("holding", block.holding, block.holding_registers),
+        ("input", block.input, block.input_registers),
+    ):
+        if start + count > 0x10000:
+            problems.append(f"{where}: the {table} block runs past address 0xFFFF")
+        for p in points:
+            if p.table == table and p.address < start + count and start < p.address + p.n_registers:
+                problems.append(
+                    f"{where}: the {table} block {format_address(start)}+{count} overlaps "
+                    f"point {p.key} {format_address(p.address)}"
+                )
+        for b in spec.poll_blocks:
+            if b.table == table and b.start < start + count and start < b.end:
+                problems.append(f"{where}: the {table} block lies inside a poll block")
+    codes: set[int] = set()
+    for name, entry in block.types.items():
+        if name not in FIRMWARE_TYPE_NAMES:
+            problems.append(
+                f"{where} › types: {name!r} is not a firmware type "
+                f"({', '.join(FIRMWARE_TYPE_NAMES)})"
+            )
+        if entry.code in codes:
+            problems.append(f"{where} › types › {name}: duplicate code {entry.code}")
+        codes.add(entry.code)
+        p = by_key.get(entry.version_point)
+        if p is None or p.table != "input" or p.format != "version":
+            problems.append(
+                f"{where} › types › {name}: version_point {entry.version_point!r} is not an "
+                "input point with format: version"
+            )
+    return problems
 
 
 def map_files(folder: Path | None = None) -> list[Path]:

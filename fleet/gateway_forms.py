@@ -9,19 +9,17 @@ gateway's own rules (devices/gateway_settings.py) before anything is sent.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from devices import gateway_settings as gs
 from devices.registermap import list_models
-from fleet.gateway_services import FIRMWARE_MAX_LENGTH, NAME_MAX_LENGTH
+from fleet.gateway_services import NAME_MAX_LENGTH
 from sites.models import Site
 from ui.forms import StyledFormMixin
 
@@ -69,45 +67,6 @@ class GatewayDistributeForm(StyledFormMixin, forms.Form):
 
 class SiteSearchForm(forms.Form):
     site_q = forms.CharField(required=False, max_length=120, strip=True)
-
-
-YES_NO = [("no", _("No")), ("yes", _("Yes"))]
-
-
-class GatewayUpgradeForm(StyledFormMixin, forms.Form):
-    """Upgrade (§6.3.2.3): firmware version, reservation and its time."""
-
-    firmware = forms.CharField(
-        label=_("Firmware"),
-        max_length=FIRMWARE_MAX_LENGTH,
-        widget=forms.TextInput(attrs={"list": "gateway-firmware-versions", "autocomplete": "off"}),
-    )
-    reservation = forms.ChoiceField(
-        label=_("Reservation"), choices=YES_NO, initial="no", widget=forms.RadioSelect
-    )
-    time = forms.DateTimeField(
-        label=_("Time"),
-        required=False,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"],
-        help_text=_("In your time zone."),
-    )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if data.get("reservation") == "yes":
-            when = data.get("time")
-            if when is None:
-                if "time" not in self.errors:
-                    self.add_error("time", _("Please choose the time of the upgrade."))
-            elif when <= timezone.now():
-                self.add_error("time", _("The reserved time must be in the future."))
-        return data
-
-    def reserve_at(self) -> dt.datetime | None:
-        if self.cleaned_data.get("reservation") != "yes":
-            return None
-        return self.cleaned_data.get("time")
 
 
 # --- Settings panels ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Writes of the gateway pages (guide §6.3): rename, distribute to a site, remove a device from
-the gateway, record an upgrade request.
+the gateway. (Its Upgrade dialog creates an upgrade task: fleet/views/upgrade_dialog.py.)
 
 Each function follows fleet/services.py: keyword `acting_user`, a role check through
 accounts.permissions, validation (ValidationError), one transaction with one audit row.
@@ -9,12 +9,8 @@ these functions call them instead of repeating their rules.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 from django.utils.translation import gettext
 
 from accounts import audit
@@ -26,7 +22,6 @@ from inverters.models import Inverter
 from sites.models import Site
 
 NAME_MAX_LENGTH = Gateway._meta.get_field("name").max_length
-FIRMWARE_MAX_LENGTH = Gateway._meta.get_field("firmware_version").max_length
 
 
 def rename_gateway(gateway: Gateway, name: str, *, acting_user: User) -> Gateway:
@@ -102,38 +97,3 @@ def delete_gateway_device(gateway: Gateway, inverter: Inverter, *, acting_user: 
             before={"inverter": locked.serial_number, "address": locked.modbus_address},
         )
         services.delete_inverter(locked.site, locked, acting_user=acting_user)
-
-
-def request_gateway_upgrade(
-    gateway: Gateway,
-    firmware: str,
-    *,
-    acting_user: User,
-    reserve_at: dt.datetime | None = None,
-) -> dict[str, Any]:
-    """Upgrade (guide §6.3.2.3): record the request (firmware, now or at a reserved time).
-
-    Nothing is sent to the gateway yet: delivering firmware is the Upgrade feature's work.
-    """
-    require(acting_user, "upgrade.manage", gateway)
-    firmware = (firmware or "").strip()
-    if not firmware:
-        raise ValidationError({"firmware": gettext("Please enter the firmware version.")})
-    if len(firmware) > FIRMWARE_MAX_LENGTH:
-        raise ValidationError(
-            {
-                "firmware": gettext("A firmware version has at most %(n)d characters.")
-                % {"n": FIRMWARE_MAX_LENGTH}
-            }
-        )
-    if reserve_at is not None and reserve_at <= timezone.now():
-        raise ValidationError({"time": gettext("The reserved time must be in the future.")})
-    request = {
-        "firmware": firmware,
-        "current": gateway.firmware_version,
-        "reservation": reserve_at is not None,
-        "time": reserve_at.isoformat() if reserve_at else None,
-    }
-    with transaction.atomic():
-        audit.record(acting_user, AuditAction.GATEWAY_UPGRADE_REQUESTED, gateway, after=request)
-    return request

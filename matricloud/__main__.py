@@ -168,6 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["MQTT_URL"] = devices.mqtt_url  # the portal's own broker account
         runfile.write(data, {var: os.environ[var] for var in stack.SERVICE_URLS})
         children.append(Child("ingest", [PYTHON, MANAGE, "ingest"]).start())
+        children.append(Child("ota", [PYTHON, MANAGE, "ota"]).start())
         children.append(
             Child("simulator", [PYTHON, "-m", "simulator", *devices.simulator_args]).start()
         )

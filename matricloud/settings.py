@@ -137,6 +137,7 @@ UPGRADE_TICK_S = env.float("UPGRADE_TICK_S", default=5.0)
 UPGRADE_STALL_S = env.int("UPGRADE_STALL_S", default=600)
 UPGRADE_OFFER_DEADLINE_S = env.int("UPGRADE_OFFER_DEADLINE_S", default=900)
 OTA_CLIENT_ID = env.str("OTA_CLIENT_ID", default="matricloud-ota")
+OTA_SHARED_GROUP = env.str("OTA_SHARED_GROUP", default="") or None
 # The public address of the portal, for links in emails (e.g. https://portal.example.com).
 PORTAL_URL = env.str("PORTAL_URL", default="")
 
@@ -235,7 +236,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": REMOTE_OPERATION_SWEEP_S,
     },
     # Upgrade tasks: reservations start, waves advance, stalled devices fail (upgrades/rollout.py).
-    "advance-upgrades": {"task": "upgrades.tasks.advance_upgrades", "schedule": UPGRADE_TICK_S},
+    # Ticks that piled up while no worker ran expire: the next one does all their work.
+    "advance-upgrades": {
+        "task": "upgrades.tasks.advance_upgrades",
+        "schedule": UPGRADE_TICK_S,
+        "options": {"expires": UPGRADE_TICK_S},
+    },
     # Home's live figures of every company (fleet/snapshot.py).
     "refresh-home-snapshot": {
         "task": "fleet.tasks.refresh_home_snapshot",
@@ -392,6 +398,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # AVATAR_MAX_BYTES). Keep nginx's client_max_body_size at UPLOAD_MAX_REQUEST_BYTES.
 UPLOAD_MAX_REQUEST_BYTES = env.int("UPLOAD_MAX_REQUEST_BYTES", default=10 * 1024 * 1024)
 UPLOAD_MAX_FILE_BYTES = env.int("UPLOAD_MAX_FILE_BYTES", default=5 * 1024 * 1024)
+# URLs that take larger files, and the setting that holds their limit per file (their request
+# may be that much larger than UPLOAD_MAX_REQUEST_BYTES); nginx must let these through too.
+UPLOAD_LARGE_FILE_URLS = {"upgrades:release_upload": "FIRMWARE_MAX_BYTES"}
 FILE_UPLOAD_HANDLERS = [
     "matricloud.uploads.FileSizeLimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",

@@ -15,6 +15,11 @@ stored whole before the form refuses it.
 
 Each form field has its own, usually lower, byte limit (e.g. AVATAR_MAX_BYTES), checked before
 the image is opened (accounts/stored_files.py).
+
+A URL that takes larger files (firmware images) is named in UPLOAD_LARGE_FILE_URLS with the
+setting that holds its limit: there alone a file may have that many bytes, and the request that
+many plus UPLOAD_MAX_REQUEST_BYTES (the other fields), so that a file somewhat over the limit
+still reaches the form, which names the limit next to the field.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
+from django.urls import Resolver404, resolve
 from django.utils import translation
 
 
@@ -42,18 +48,49 @@ class RequestSizeLimitMiddleware:
         except ValueError:
             declared = 0  # Django reads nothing of a body whose length it cannot parse
         if declared > settings.UPLOAD_MAX_REQUEST_BYTES:
-            return request_too_large(request)
+            # Resolving the URL costs something, so only for a body over the usual limit.
+            limit = request_limit(request)
+            if declared > limit:
+                return request_too_large(request, limit)
         return self.get_response(request)
 
 
-def request_too_large(request: HttpRequest) -> HttpResponse:
+def _large_upload_setting(request: HttpRequest) -> str | None:
+    """The setting that holds the file limit of this request's URL, if it has its own."""
+    large = getattr(settings, "UPLOAD_LARGE_FILE_URLS", None)
+    if not large:
+        return None
+    match = getattr(request, "resolver_match", None)
+    if match is None:  # the middleware runs before the URL is resolved
+        try:
+            match = resolve(request.path_info, getattr(request, "urlconf", None))
+        except Resolver404:
+            return None
+    return large.get(match.view_name)
+
+
+def file_limit(request: HttpRequest) -> int:
+    """The most bytes one file of this request may have."""
+    setting = _large_upload_setting(request)
+    return getattr(settings, setting) if setting else settings.UPLOAD_MAX_FILE_BYTES
+
+
+def request_limit(request: HttpRequest) -> int:
+    """The most bytes this request's body may declare."""
+    setting = _large_upload_setting(request)
+    if not setting:
+        return settings.UPLOAD_MAX_REQUEST_BYTES
+    return getattr(settings, setting) + settings.UPLOAD_MAX_REQUEST_BYTES
+
+
+def request_too_large(request: HttpRequest, limit: int | None = None) -> HttpResponse:
     # The user's language is not known yet (no session): the browser's is the best guess.
     with translation.override(translation.get_language_from_request(request)):
         body = render_to_string(
             "413.html",
             {
                 "LANGUAGE_CODE": translation.get_language(),
-                "limit": filesizeformat(settings.UPLOAD_MAX_REQUEST_BYTES),
+                "limit": filesizeformat(limit or settings.UPLOAD_MAX_REQUEST_BYTES),
             },
         )
     return HttpResponse(body, status=413)
@@ -72,7 +109,7 @@ class RefusedUpload(UploadedFile):
 class FileSizeLimitUploadHandler(FileUploadHandler):
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)
-        self.limit = settings.UPLOAD_MAX_FILE_BYTES
+        self.limit = file_limit(self.request)
         self.received = 0
         # The part's own Content-Length, when the client sends one, refuses it at once.
         self.too_large = self.content_length is not None and self.content_length > self.limit

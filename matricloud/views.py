@@ -17,20 +17,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-PLACEHOLDERS = {
-    "upgrade": _("Upgrade"),
-}
-
-
-def _placeholder(section: str):
-    @login_required
-    def view(request: HttpRequest) -> HttpResponse:
-        return render(request, "placeholder.html", {"section_title": PLACEHOLDERS[section]})
-
-    view.__name__ = f"{section}_placeholder"
-    return view
-
-
 @login_required
 def maintenance(request: HttpRequest) -> HttpResponse:
     """The menu's Maintenance: staff land on the operations log; owners have no maintenance
@@ -40,6 +26,4 @@ def maintenance(request: HttpRequest) -> HttpResponse:
     return render(request, "placeholder.html", {"section_title": _("Maintenance")})
 
 
-placeholder_patterns = [
-    path(f"{section}/", _placeholder(section), name=section) for section in PLACEHOLDERS
-] + [path("maintenance/", maintenance, name="maintenance")]
+placeholder_patterns = [path("maintenance/", maintenance, name="maintenance")]

@@ -4,8 +4,9 @@ Three ways to run:
 
 - a fleet: `--gateways N` (synthetic) or `--fleet FILE` (devices listed in a JSON file);
 - one standalone inverter for any Modbus master: `--inverter MODEL --modbus-port PORT`;
-- a control message to a running fleet: `--fault SN:CODE` / `--clear-fault SN:CODE` without
-  `--gateways`/`--fleet`/`--inverter` (with one of those, the faults are injected at start).
+- a control message to a running fleet: `--fault SN:CODE` / `--clear-fault SN:CODE` /
+  `--ota-fault GWSN:KIND` without `--gateways`/`--fleet`/`--inverter` (with one of those, the
+  faults are injected at start).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from simulator.clock import SimClock
 from simulator.control import CONTROL_TOPIC, send_control
 from simulator.environment import Site
 from simulator.gateway import GatewayOptions
+from simulator.ota import OtaFault
 from simulator.sources import specs_from_file, synthetic_specs
 
 log = logging.getLogger("simulator")
@@ -80,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fleet.add_argument(
         "--clear-fault", action="append", default=[], metavar="SN:CODE", help="clear a fault code"
     )
+    fleet.add_argument(
+        "--ota-fault",
+        action="append",
+        default=[],
+        metavar="GWSN:KIND[:PCT[:S]]",
+        help="arm a failure for a gateway's next firmware job: corrupt_chunk, power_loss, "
+        "or offline (at PCT %% of the image, for S seconds)",
+    )
     fleet.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     inv = parser.add_argument_group("standalone inverter")
     inv.add_argument("--inverter", metavar="MODEL", help="serve one inverter on Modbus TCP")
@@ -112,15 +122,33 @@ def parse_fault(text: str) -> tuple[str, str]:
     return serial.strip(), code.strip()
 
 
+def parse_ota_fault(text: str) -> dict[str, Any]:
+    """`GWSN:offline:40:5` → the `ota_fault` control request for that gateway."""
+    parts = text.split(":")
+    if len(parts) < 2 or not parts[0] or len(parts) > 4:
+        raise ValueError(f"{text!r}: write GATEWAY:KIND[:PCT[:SECONDS]], e.g. SIMGW0000001:offline")
+    request: dict[str, Any] = {"action": "ota_fault", "gateway": parts[0], "fault": parts[1]}
+    try:
+        if len(parts) > 2:
+            request["at_pct"] = float(parts[2])
+        if len(parts) > 3:
+            request["seconds"] = float(parts[3])
+        OtaFault.from_request(request)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    return request
+
+
 def run(options: dict[str, Any], *, write: Callable[[str], None] = print) -> int:
     """Run what the options ask for; returns a process exit status."""
     faults = [parse_fault(f) for f in options.get("fault") or []]
     clears = [parse_fault(f) for f in options.get("clear_fault") or []]
+    ota_faults = [parse_ota_fault(f) for f in options.get("ota_fault") or []]
     if options.get("inverter"):
         return _standalone(options, write)
     selects_fleet = options.get("gateways") is not None or options.get("fleet")
-    if (faults or clears) and not selects_fleet:
-        return _send(options, faults, clears, write)
+    if (faults or clears or ota_faults) and not selects_fleet:
+        return _send(options, faults, clears, write, ota_faults)
     if options.get("gateways") is not None:
         specs = synthetic_specs(
             options["gateways"],
@@ -161,8 +189,18 @@ def _standalone(options: dict[str, Any], write: Callable[[str], None]) -> int:
     return 0
 
 
-def _send(options, faults, clears, write) -> int:
+def _send(options, faults, clears, write, ota_faults=()) -> int:
     status = 0
+    for request in ota_faults:
+        result = send_control(options["mqtt_url"], request, topic=options.get("control_topic"))
+        if result is None:
+            write(f"{request['gateway']}: no running simulator holds this gateway")
+            status = 1
+        elif not result.get("ok"):
+            write(f"{request['gateway']}: {result.get('error')}")
+            status = 1
+        else:
+            write(f"{request['gateway']}: {request['fault']} armed for the next firmware job")
     requests = [{"action": "fault", "inverter": sn, "code": code} for sn, code in faults]
     requests += [{"action": "clear_fault", "inverter": sn, "code": code} for sn, code in clears]
     for request in requests:
@@ -219,6 +257,14 @@ async def _fleet(options, specs, faults, clears, write) -> int:
     for serial, code in clears:
         with contextlib.suppress(KeyError):
             fleet.clear_fault(serial, code)
+    for request in options.get("ota_fault") or []:
+        request = parse_ota_fault(request)
+        gateway = fleet.gateways.get(request["gateway"])
+        if gateway is None:
+            write(f"firmware-job fault not armed: no gateway {request['gateway']}")
+            continue
+        gateway.ota.arm(OtaFault.from_request(request))
+        write(f"{request['fault']} armed for the next firmware job of {request['gateway']}")
     duration = options.get("duration")
     started = time.monotonic()
     last_report = started

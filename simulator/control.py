@@ -9,6 +9,25 @@ A running fleet (started with control on, the CLI default) subscribes to the MQT
     {"id": "any", "action": "set",         "inverter": "SN", "key": "work_mode", "value": "tou"}
     {"id": "any", "action": "status",      "inverter": "SN"}
     {"id": "any", "action": "reboot",      "gateway": "GWSN"}
+    {"id": "any", "action": "ota_fault",   "gateway": "GWSN", "fault": "corrupt_chunk"}
+    {"id": "any", "action": "ota_fault",   "gateway": "GWSN", "fault": "power_loss"}
+    {"id": "any", "action": "ota_fault",   "gateway": "GWSN", "fault": "offline",
+                                           "at_pct": 50, "seconds": 5}
+    {"id": "any", "action": "ota_fault",   "inverter": "SN", "fault": "power_loss"}
+    {"id": "any", "action": "ota_fault",   "gateway": "GWSN", "fault": null}
+    {"id": "any", "action": "ota_status",  "gateway": "GWSN"}
+
+`ota_fault` arms a one-shot failure for the gateway's next firmware job (with `inverter`: the
+next job for that inverter; it is armed on the inverter's gateway). `corrupt_chunk` flips a
+byte of one received chunk (the SHA-256 check fails, the old firmware keeps running);
+`power_loss` cuts the power during the install (the device comes back on the old version and
+reports "power lost during install; running <old version>"; a gateway really restarts);
+`offline` drops the gateway's connection when it holds `at_pct` % of the image, for `seconds`
+(then it reconnects and resumes). `"fault": null` disarms. The result lists what is armed:
+`{"gateway": "GWSN", "armed": {"gateway": {"kind": "offline", "at_pct": 50.0, "seconds": 5.0}}}`
+(keys: `gateway` or an inverter serial). `ota_status` answers
+`{"gateway": "GWSN", "firmware": "10.00", "job": {"job": …, "state": …, "received": n} | null,
+"armed": {…}}`; an inverter's `status` carries its `firmware` versions by type.
 
 Results: `{"id": ..., "ok": true, "result": {...}}` or `{"id": ..., "ok": false, "error": "..."}`.
 A process that does not hold the inverter stays silent, so several simulators can share a broker.
@@ -32,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from devices.protocol import QOS, BrokerAddress, connect_client, make_client
 from devices.registermap import RegisterValueError
+from simulator.ota import OtaFault
 
 if TYPE_CHECKING:
     from simulator.fleet import Fleet
@@ -93,6 +113,8 @@ def execute(fleet: Fleet, request: dict) -> dict | None:
             return None
         asyncio.get_running_loop().create_task(gw.restart())
         return {"ok": True, "result": {"gateway": gw.serial}}
+    if action in ("ota_fault", "ota_status"):
+        return _ota(fleet, action, request)
     serial = str(request.get("inverter"))
     inverter = fleet.inverters.get(serial)
     if inverter is None:
@@ -114,8 +136,47 @@ def execute(fleet: Fleet, request: dict) -> dict | None:
         return {"ok": False, "error": message}
     values = inverter.values()
     faults = sorted(inverter.physics.faults)
-    status = {"run_status": values.get("run_status"), "soc": values.get("batt_soc")}
+    status = {
+        "run_status": values.get("run_status"),
+        "soc": values.get("batt_soc"),
+        "firmware": inverter.firmware_versions(),
+    }
     return {"ok": True, "result": {"inverter": serial, "faults": faults, **status}}
+
+
+def _ota(fleet: Fleet, action: str, request: dict) -> dict | None:
+    """Firmware-job failure injection and state (see the module docstring)."""
+    inverter_serial = request.get("inverter")
+    if inverter_serial is not None:
+        gw = next(
+            (
+                g
+                for g in fleet.gateways.values()
+                if any(i.serial == inverter_serial for i in g.inverters.values())
+            ),
+            None,
+        )
+    else:
+        gw = fleet.gateways.get(str(request.get("gateway")))
+    if gw is None:
+        return None
+    if action == "ota_fault":
+        try:
+            fault = None if request.get("fault") is None else OtaFault.from_request(request)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        gw.ota.arm(fault, inverter_serial)
+    job = gw.ota.job
+    result: dict[str, Any] = {
+        "gateway": gw.serial,
+        "armed": {key: f.to_dict() for key, f in gw.ota.faults.items()},
+    }
+    if action == "ota_status":
+        result["firmware"] = gw.firmware
+        result["job"] = (
+            None if job is None else {"job": job.id, "state": job.state, "received": job.received}
+        )
+    return {"ok": True, "result": result}
 
 
 def send_control(

@@ -27,6 +27,7 @@ from simulator.clock import SimClock
 from simulator.gateway import GatewayOptions, SimulatedGateway
 from simulator.inverter import SimulatedInverter
 from simulator.mqtt import MqttHub
+from simulator.ota import OtaFault
 from simulator.sources import GatewaySpec, load_credentials
 
 log = logging.getLogger("simulator.fleet")
@@ -227,6 +228,13 @@ class Fleet:
     def clear_fault(self, inverter_serial: str, code: str) -> None:
         self.inverter(inverter_serial).clear_fault(code)
 
+    def arm_ota_fault(
+        self, gateway_serial: str, fault: OtaFault | None, inverter_serial: str | None = None
+    ) -> None:
+        """A one-shot failure for the gateway's next firmware job (or its next job for that
+        inverter); None disarms. See simulator/control.py for the kinds."""
+        self.gateway(gateway_serial).ota.arm(fault, inverter_serial)
+
     def summary(self) -> dict[str, Any]:
         stats: collections.Counter = collections.Counter()
         for gw in self.gateways.values():
@@ -304,6 +312,11 @@ class FleetThread:
 
     def clear_fault(self, serial: str, code: str) -> None:
         self.call(self.fleet.clear_fault, serial, code)
+
+    def arm_ota_fault(
+        self, gateway_serial: str, fault: OtaFault | None, inverter_serial: str | None = None
+    ) -> None:
+        self.call(self.fleet.arm_ota_fault, gateway_serial, fault, inverter_serial)
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.loop is not None and self._stop is not None and self.loop.is_running():

@@ -10,7 +10,8 @@ RS-485 line to its inverters.
 - It subscribes to its `cmd` topic and answers each command id exactly once on `reply`:
   `modbus` forwards an RTU frame to the line, `config` applies settings and restarts,
   `reboot` restarts, `scan` probes addresses, `read_config` answers with the settings it runs
-  with; a command past its deadline gets "expired".
+  with, `ota` takes a firmware job (`simulator.ota`); a command past its deadline gets
+  "expired".
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from devices.gateway_settings import ConfigError, apply_config, default_config
+from devices.ota import gateway_response_filter
 from devices.protocol import (
     CMD,
     QOS,
@@ -54,10 +56,12 @@ from simulator.bus import BusClient, BusError, BusServer, BusTimeout, ModbusExce
 from simulator.clock import SimClock
 from simulator.inverter import SimulatedInverter, stable_seed
 from simulator.mqtt import MqttHub, drop_connection
+from simulator.ota import GatewayOta, OtaRefused
 
 log = logging.getLogger("simulator.gateway")
 
 RESTART_S = (10.0, 20.0)  # guide: "restart the network card (10–20 seconds)"
+INVERTER_INSTALL_S = 30.0  # an inverter board flashing a new image, × restart_scale
 MAX_FRAME_BYTES = 256
 MAX_BATCH_FRAMES = 32
 SIGNAL_DBM = {"CPS WiFi Kit": (-78, -48), "CPS 4G Kit": (-105, -70)}
@@ -80,6 +84,13 @@ class GatewayOptions:
     # inverters' register images without Modbus; `modbus` and `scan` commands are refused.
     modbus: bool = True
     line: str = "tcp"  # how the RS-485 line is carried: tcp | pair | memory (see BusServer)
+    # Firmware jobs (simulator/ota.py): chunk requests outstanding at once, seconds before a
+    # chunk that did not come is asked for again, the largest image taken, and how long an
+    # inverter may take to install.
+    ota_window: int = 4
+    ota_chunk_timeout_s: float = 10.0
+    ota_max_image_bytes: int = 32 * 1024 * 1024
+    ota_install_timeout_s: float = 600.0
 
 
 class SimulatedGateway:
@@ -112,6 +123,8 @@ class SimulatedGateway:
             [(inv.model, inv.address) for inv in inverters], upload_interval_s
         )
         self.topics = {kind: topic(serial, kind) for kind in (STATUS, TELEMETRY, CMD, REPLY)}
+        self._ota_filter = gateway_response_filter(serial)
+        self._ota_prefix = self._ota_filter.removesuffix("+")
         self._rng = random.Random(stable_seed(serial))
         self.signal_dbm = self._initial_signal()
         self.bus = BusServer(inverters, transport=self.options.line)
@@ -132,6 +145,13 @@ class SimulatedGateway:
         self._block_read_at: dict[tuple[int, str, int], float] = {}
         self._connected_event = asyncio.Event()
         self._replan = asyncio.Event()  # set: the poll loop's next slot is out of date
+        self._outage = False  # the link is down on purpose (network_outage)
+        self.ota = GatewayOta(self)
+        for inverter in inverters:
+            if inverter.firmware_receiver is not None:
+                inverter.firmware_receiver.install_s = (
+                    INVERTER_INSTALL_S * self.options.restart_scale
+                )
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -234,6 +254,23 @@ class SimulatedGateway:
     async def wait_online(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self._connected_event.wait(), timeout)
 
+    async def network_outage(self, seconds: float) -> None:
+        """The link drops (no DISCONNECT: the last will fires) and comes back after `seconds`;
+        unlike a restart, the gateway keeps running (polling, a firmware job in memory)."""
+        if self.client is None or self.restarting or self._stopping or self._outage:
+            return
+        self._outage = True
+        try:
+            drop_connection(self.client, self.hub)
+            self.connected = False
+            self._connected_event.clear()
+            self.stats["outages"] += 1
+            await asyncio.sleep(seconds)
+        finally:
+            self._outage = False
+        if not self._stopping and not self.restarting:
+            self._connect()
+
     # ---- MQTT -------------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
@@ -290,7 +327,7 @@ class SimulatedGateway:
             return  # the broker closes the socket; _on_disconnect schedules the retry
         self.connected = True
         self._reconnect_delay = 1.0
-        client.subscribe(self.topics[CMD], qos=QOS)
+        client.subscribe([(self.topics[CMD], QOS), (self._ota_filter, QOS)])
         self._publish(STATUS, self._status(True).encode(), retain=True)
         self._connected_event.set()
 
@@ -300,7 +337,7 @@ class SimulatedGateway:
         self._connected_event.clear()
         if was:
             self.stats["disconnects"] += 1
-        if not self._stopping and not self.restarting:
+        if not self._stopping and not self.restarting and not self._outage:
             self.hub.detach(self._client_or_raise())
             self._schedule_reconnect()
 
@@ -316,9 +353,22 @@ class SimulatedGateway:
     def _publish(
         self, kind: str, payload: bytes, *, retain: bool = False, track: bool = False
     ) -> asyncio.Future | None:
+        return self.publish_to(self.topics[kind], payload, retain=retain, track=track, kind=kind)
+
+    def publish_to(
+        self,
+        name: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        track: bool = False,
+        kind: str = "ota",
+    ) -> asyncio.Future | None:
+        """Publish at QoS 1 on one of this gateway's topics; with `track`, a future that is
+        done when the broker acknowledged it."""
         if self.client is None:
             return None
-        info = self.client.publish(self.topics[kind], payload, qos=QOS, retain=retain)
+        info = self.client.publish(name, payload, qos=QOS, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.stats["publish_failed"] += 1
             return None
@@ -450,6 +500,9 @@ class SimulatedGateway:
     # ---- commands ---------------------------------------------------------------------------
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+        if message.topic.startswith(self._ota_prefix):
+            self.ota.on_response(message.payload)
+            return
         if message.topic != self.topics[CMD]:
             return
         self.stats["commands"] += 1
@@ -462,6 +515,8 @@ class SimulatedGateway:
             return
         if not self._first_time(command.id):
             self.stats["duplicate_commands"] += 1
+            if command.op == "ota":  # answered once; the job's last report goes out again
+                self.ota.repeated(command.params)
             return
         if command.deadline_ms < int(time.time() * 1000):
             self.stats["expired_commands"] += 1
@@ -496,6 +551,11 @@ class SimulatedGateway:
                 result = await self._cmd_scan(command.params)
             elif command.op == "read_config":
                 result = {"settings": copy.deepcopy(self.config)}
+            elif command.op == "ota":
+                try:
+                    result = self.ota.offer(command.params)
+                except OtaRefused as exc:
+                    raise CommandError(str(exc)) from None
             else:
                 raise CommandError(f"operation {command.op!r} is not supported by this gateway")
         except CommandError as exc:

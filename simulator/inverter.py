@@ -9,7 +9,9 @@ the register map's `raw_block_layout()`. The device's `action=` callback
   read-only point, answers ILLEGAL_ADDRESS (exception 2); a value out of range, off the step,
   not an enum option or not a valid time answers ILLEGAL_VALUE (exception 3). Input registers
   cannot be written at all (FC6/FC16 only reach the holding table: exception 2);
-- hands accepted values to the physics, so the next reading shows the new behaviour.
+- hands accepted values to the physics, so the next reading shows the new behaviour;
+- takes firmware images in the map's file-transfer block (`simulator.ota.FirmwareReceiver`):
+  on install it sets the version register of that firmware type.
 
 `serve_standalone()` runs one inverter as a Modbus TCP server (socket framer, unit id 1) for any
 third-party master.
@@ -34,6 +36,7 @@ from pymodbus.simulator.simcore import SimCore
 from devices.registermap import PointSpec, RegisterMap, RegisterValueError
 from simulator.clock import SimClock
 from simulator.environment import Site
+from simulator.ota import FirmwareReceiver
 from simulator.physics import InverterPhysics
 
 log = logging.getLogger("simulator.inverter")
@@ -249,6 +252,8 @@ class SimulatedInverter:
         self._encoder = _input_encoder(self.rm)
         self._dirty = True
         self.writes = 0  # accepted holding writes (for tests and stats)
+        block = self.rm.firmware_transfer
+        self.firmware_receiver = FirmwareReceiver(self, block) if block is not None else None
         self.refresh()
 
     def _identity(self, firmware: Mapping[str, str]) -> dict[str, Any]:
@@ -317,6 +322,23 @@ class SimulatedInverter:
         self.physics.advance(self.physics.t + 1.0)
         self._dirty = True
 
+    def firmware_versions(self) -> dict[str, str]:
+        """The version each firmware type of the model runs ({"dsp": "01.20", …})."""
+        return {
+            name: str(self.identity.get(t.version_point, self.rm.default_value(t.version_point)))
+            for name, t in self.rm.firmware_types.items()
+        }
+
+    def set_firmware_version(self, point_key: str, version: str) -> None:
+        """What an install changes: the version register of one board."""
+        self.rm.encode_value(point_key, version)  # MM.mm, or RegisterValueError
+        self.identity[point_key] = version
+        self._dirty = True
+
+    def write_registers(self, address: int, values: list[int]) -> ExcCodes | None:
+        """A holding write as FC16 would make it, without a line (None = accepted)."""
+        return self._write(address, [int(v) & 0xFFFF for v in values])
+
     def write(self, key: str, value: Any) -> None:
         """Write a holding point as a Modbus master would (RegisterValueError if invalid)."""
         address, words = self.rm.encode_write(key, value)
@@ -359,6 +381,9 @@ class SimulatedInverter:
         return None
 
     def _write(self, address: int, values: list[int]) -> ExcCodes | None:
+        receiver = self.firmware_receiver
+        if receiver is not None and receiver.owns(address, len(values)):
+            return receiver.write(address, values)
         rm, image = self.rm, self.holding
         touched: dict[str, PointSpec] = {}
         for a in range(address, address + len(values)):

@@ -1,8 +1,10 @@
 """Many paho-mqtt 2.x clients on one asyncio event loop, without a thread per client.
 
 paho supports external event loops through its socket callbacks: the hub registers each client's
-socket with the loop (`add_reader` → `loop_read`, `add_writer` → `loop_write` while paho has
-bytes queued) and one periodic task calls `loop_misc()` (keep-alive pings) for every client.
+socket with the loop (`add_reader` → `loop_read`) and, when paho has bytes queued, writes them
+once the current callbacks are done (`call_soon` → `loop_write`, so that the publishes of one
+callback leave in one go); only a socket whose buffer is full waits for `add_writer`. One
+periodic task calls `loop_misc()` (keep-alive pings) for every client.
 Callbacks (`on_connect`, `on_message` …) therefore run on the event loop thread and may create
 tasks directly. `connect()` is paho's own blocking connect, which on a local broker takes well
 under a millisecond; it is retried with back-off by the owner on failure.
@@ -29,6 +31,7 @@ class MqttHub:
         self.loop = asyncio.get_running_loop()
         self.misc_interval = misc_interval
         self._clients: set[mqtt.Client] = set()
+        self._watching: set = set()  # sockets with an add_writer (their buffer was full)
         self._misc_task = self.loop.create_task(self._misc_loop(), name="mqtt-hub-misc")
 
     def attach(self, client: mqtt.Client) -> None:
@@ -62,13 +65,29 @@ class MqttHub:
         self._forget(sock)
 
     def _on_register_write(self, client: mqtt.Client, _userdata, sock) -> None:
-        self.loop.add_writer(sock, client.loop_write)
+        # Not add_writer at once: two epoll changes and a loop turn per publish cost more
+        # than the publish. paho calls this once until its queue is empty again.
+        self.loop.call_soon(self._flush, client, sock)
+
+    def _flush(self, client: mqtt.Client, sock) -> None:
+        if client.socket() is not sock or sock in self._watching:
+            return
+        try:
+            client.loop_write()
+        except Exception:  # paho reports a broken socket through on_disconnect
+            log.debug("loop_write failed", exc_info=True)
+        if client.socket() is sock and client.want_write():
+            self._watching.add(sock)  # the buffer is full: wait until it drains
+            self.loop.add_writer(sock, client.loop_write)
 
     def _on_unregister_write(self, _client: mqtt.Client, _userdata, sock) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self.loop.remove_writer(sock)
+        if sock in self._watching:
+            self._watching.discard(sock)
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_writer(sock)
 
     def _forget(self, sock) -> None:
+        self._watching.discard(sock)
         with contextlib.suppress(ValueError, OSError):
             self.loop.remove_reader(sock)
         with contextlib.suppress(ValueError, OSError):

@@ -161,6 +161,40 @@ def test_a_gateway_reaches_only_its_own_topics(broker):
 
 
 @pytest.mark.django_db
+def test_a_gateway_reaches_only_its_own_firmware_jobs(broker):
+    """A cannot subscribe to or receive B's chunks, nor ask or report on B's jobs."""
+    secrets = _provisioned(broker)
+    a, b = sorted(secrets)
+    portal = Peer(broker.port, PORTAL.username, PORTAL.password)
+    gw_a = Peer(broker.port, a, secrets[a], client_id=a)
+    gw_b = Peer(broker.port, b, secrets[b], client_id=b)
+    try:
+        assert portal.subscribe("mc/v1/+/ota/req/+")
+        assert gw_a.subscribe(f"mc/v1/{a}/ota/res/#")
+        assert gw_b.subscribe(f"mc/v1/{b}/ota/res/#")
+        for foreign in (f"mc/v1/{b}/ota/res/#", f"mc/v1/{b}/ota/res/JOBB0001", "mc/v1/+/ota/#"):
+            granted = gw_a.subscribe(foreign)
+            assert broker.kind == "mosquitto" or not granted, foreign
+        gw_a.publish(f"mc/v1/{b}/ota/req/JOBB0001", b"A-asks-for-B")
+        gw_a.publish(f"mc/v1/{b}/ota/res/JOBB0001", b"A-answers-B")  # not the cloud
+        gw_a.publish(f"mc/v1/{a}/ota/res/JOBA0001", b"A-answers-itself")
+        portal.publish(f"mc/v1/{b}/ota/res/JOBB0001", b"chunk-for-B")
+        gw_a.publish(f"mc/v1/{a}/ota/req/JOBA0001", b"A-asks-own")
+        wait_for(lambda: (f"mc/v1/{a}/ota/req/JOBA0001", b"A-asks-own") in portal.received, 5, "A")
+        wait_for(lambda: gw_b.received, 5, "B's chunk")
+        time.sleep(0.3)
+        assert portal.received == [(f"mc/v1/{a}/ota/req/JOBA0001", b"A-asks-own")]
+        assert gw_a.received == []
+        assert gw_b.received == [(f"mc/v1/{b}/ota/res/JOBB0001", b"chunk-for-B")]
+    finally:
+        for peer in (portal, gw_a, gw_b):
+            peer.close()
+    if broker.kind == "embedded":
+        log = broker.log()
+        assert f"to mc/v1/{b}/ota/res/#" in log and f"refused publish of {a} user {a}" in log
+
+
+@pytest.mark.django_db
 def test_wrong_credentials_do_not_get_in(broker):
     secrets = _provisioned(broker)
     a, b = sorted(secrets)

@@ -11,6 +11,7 @@ import io
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
 
@@ -20,6 +21,8 @@ from inverters.models import Inverter, InverterStatus
 from tests.factories import GatewayFactory, InverterFactory, SiteFactory
 from tests.gateway_page_helpers import HTMX_DIALOG, HTMX_TABLE, gateway_fleet, url  # noqa: F401
 from tests.permission_matrix import Expect, assert_matrix
+from tests.upgrade_task_helpers import make_release
+from upgrades.models import DeviceKind, FirmwareType, TaskState, UpgradeTask
 
 pytestmark = pytest.mark.django_db
 
@@ -309,44 +312,66 @@ def test_a_device_of_a_gateway_on_no_site_can_be_deleted(tenants, client_for):
 # --- Upgrade -------------------------------------------------------------------------------------
 
 
-def test_upgrade_records_the_request_and_says_delivery_comes_later(tenants, client_for, fleet):
+def g4_release(version: str = "2.2.0"):
+    return make_release(DeviceKind.GATEWAY, FirmwareType.GATEWAY, version, (GatewayModel.G4,))
+
+
+def test_upgrade_creates_a_one_device_task_and_opens_it(tenants, client_for, fleet):
+    release = g4_release()
+    make_release(DeviceKind.GATEWAY, FirmwareType.GATEWAY, "9.9.9", (GatewayModel.WIFI,))
     client = client_for(tenants.sunfix_om)
     dialog = client.get(url("upgrade", fleet.gateway.pk), headers=HTMX_DIALOG)
     html = dialog.content.decode()
-    assert "Reservation" in html and '<option value="2.1.0">' in html
-    assert "comes with the Upgrade feature" in html
+    assert "Reservation" in html and "CPS 4G Kit--2.2.0" in html and "9.9.9" not in html
+    assert "runs firmware 2.1.0" in html
     when = timezone.localtime() + dt.timedelta(days=1)
     response = client.post(
         url("upgrade", fleet.gateway.pk),
-        {"firmware": "2.2.0", "reservation": "yes", "time": when.strftime("%Y-%m-%dT%H:%M")},
-        follow=True,
+        {"release": release.pk, "reservation": "yes", "time": when.strftime("%Y-%m-%dT%H:%M")},
     )
-    assert response.status_code == 200
-    assert "comes with the Upgrade feature" in response.content.decode()
-    event = AuditEvent.objects.get(action="gateway.upgrade_requested")
-    assert event.after["firmware"] == "2.2.0" and event.after["reservation"] is True
-    assert event.after["current"] == "2.1.0"
+    task = UpgradeTask.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("upgrades:task_detail", args=[task.pk])
+    assert task.state == TaskState.SCHEDULED and task.release == release
+    target = task.targets.get()
+    assert target.gateway == fleet.gateway and target.from_version == "2.1.0"
+    assert AuditEvent.objects.filter(action="upgrade.created").count() == 1
+    page = client.get(response["Location"]).content.decode()
+    assert f"Upgrade task {task.pk} of GWPAGE0001 to 2.2.0 starts at" in page
     assert Gateway.objects.get(pk=fleet.gateway.pk).firmware_version == "2.1.0"
 
 
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        ({"firmware": "", "reservation": "no"}, "This field is required."),
-        ({"firmware": "2.2", "reservation": "yes"}, "Please choose the time of the upgrade."),
+        ({"reservation": "no"}, "This field is required."),
+        ({"release": "REL", "reservation": "yes"}, "Please choose the time of the upgrade."),
         (
-            {"firmware": "2.2", "reservation": "yes", "time": "2001-01-01T10:00"},
+            {"release": "REL", "reservation": "yes", "time": "2001-01-01T10:00"},
             "The reserved time must be in the future.",
         ),
-        ({"firmware": "2.2", "reservation": "maybe"}, "Select a valid choice"),
-        ({"firmware": "x" * 40, "reservation": "no"}, "at most 32 characters"),
+        ({"release": "REL", "reservation": "maybe"}, "Select a valid choice"),
+        ({"release": "999999", "reservation": "no"}, "Select a valid choice"),
     ],
 )
 def test_upgrade_refuses_what_cannot_be_done(tenants, client_for, fleet, data, reason):
+    release = g4_release()
+    data = {k: (str(release.pk) if v == "REL" else v) for k, v in data.items()}
     response = client_for(tenants.sunfix_om).post(url("upgrade", fleet.gateway.pk), data)
     assert response.status_code == 200
     assert reason in response.content.decode()
-    assert not AuditEvent.objects.filter(action="gateway.upgrade_requested").exists()
+    assert not UpgradeTask.objects.exists()
+
+
+def test_upgrade_of_an_offline_gateway_now_waits_for_it(tenants, client_for, fleet):
+    release = g4_release()
+    Gateway.objects.filter(pk=fleet.gateway.pk).update(status=GatewayStatus.OFFLINE)
+    response = client_for(tenants.sunfix_om).post(
+        url("upgrade", fleet.gateway.pk), {"release": release.pk, "reservation": "no"}
+    )
+    assert response.status_code == 302
+    task = UpgradeTask.objects.get()
+    assert task.state == TaskState.RUNNING and task.targets.get().state == "waiting"
 
 
 # --- permission matrix ---------------------------------------------------------------------------
@@ -401,6 +426,7 @@ def test_matrix_device_delete(tenants, client_for, fleet):
 
 @pytest.mark.matrix("gateways:upgrade")
 def test_matrix_upgrade(tenants, client_for, fleet):
+    release = g4_release()
     assert_matrix(tenants, client_for, url("upgrade", fleet.gateway.pk), Expect())
     assert_matrix(
         tenants,
@@ -408,5 +434,5 @@ def test_matrix_upgrade(tenants, client_for, fleet):
         url("upgrade", fleet.gateway.pk),
         Expect(admin=302, om=302),
         method="post",
-        data={"firmware": "2.2.0", "reservation": "no"},
+        data={"release": release.pk, "reservation": "no"},
     )

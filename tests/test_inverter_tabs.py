@@ -41,7 +41,17 @@ from tests.inverter_page_helpers import (
 from tests.page_helpers import default_language_and_time_zone_afterwards  # noqa: F401
 from tests.permission_matrix import Expect, assert_matrix
 from tests.services import needs_mosquitto
+from tests.upgrade_task_helpers import make_release
 from ui.charts import MAX_POINTS
+from upgrades import task_services
+from upgrades.models import (
+    DeviceKind,
+    FirmwareType,
+    TargetState,
+    TaskState,
+    UpgradeTarget,
+    UpgradeTask,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -561,3 +571,90 @@ def test_om_engineer_powers_a_simulated_inverter_off_and_on_and_reads_every_tab(
     page.wait_for_selector("#chart-point-batt_soc")
     page.check("#chart-point-batt_soc")
     page.wait_for_selector(".mc-chart .uplot >> text=Batt_SOC")
+
+
+# --- Upgrade (§6.4.2.10, figure 6-63) -------------------------------------------------------------
+
+
+def test_the_upgrade_dialog_offers_the_models_boards_and_creates_a_task(
+    tenants, client_for, inverter
+):
+    lcd = make_release(DeviceKind.INVERTER, FirmwareType.LCD, "02.10", (TH,))
+    make_release(DeviceKind.INVERTER, FirmwareType.DSP, "01.95", (TH,))
+    make_release(DeviceKind.INVERTER, FirmwareType.LCD, "09.99", ("ECH6K-SML-EU",))
+    client = client_for(tenants.sunfix_om)
+    tab = client.get(url("upgrade", inverter.pk)).content.decode()
+    dialog_url = url("upgrade_task", inverter.pk)
+    assert dialog_url in tab
+    dialog = client.get(dialog_url, {"type": "lcd"}, headers=HTMX_DIALOG).content.decode()
+    for label in ("LCD", "DSP", "Slave DSP", "ARC"):
+        assert f">{label}</a>" in dialog, label
+    assert "Trip Board" not in dialog
+    assert "ECH10K-TH-EU--02.10" in dialog and "01.95" not in dialog and "09.99" not in dialog
+    assert "runs LCD 01.56" in dialog
+    when = timezone.localtime() + dt.timedelta(hours=3)
+    response = client.post(
+        dialog_url,
+        {
+            "type": "lcd",
+            "release": lcd.pk,
+            "reservation": "yes",
+            "time": when.strftime("%Y-%m-%dT%H:%M"),
+        },
+    )
+    task = UpgradeTask.objects.get()
+    assert response.status_code == 302 and str(task.pk) in response["Location"]
+    assert task.state == TaskState.SCHEDULED and task.firmware_type == "lcd"
+    target = task.targets.get()
+    assert target.inverter == inverter and target.from_version == "01.56"
+    # A past time is refused on the dialog, and nothing more is created.
+    past = (timezone.localtime() - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    refused = client.post(
+        dialog_url, {"type": "lcd", "release": lcd.pk, "reservation": "yes", "time": past}
+    )
+    assert "The reserved time must be in the future." in refused.content.decode()
+    assert UpgradeTask.objects.count() == 1
+
+
+def test_the_upgrade_tab_lists_the_inverters_tasks_with_creator_and_filters(
+    tenants, client_for, inverter
+):
+    dsp = make_release(DeviceKind.INVERTER, FirmwareType.DSP, "01.95", (TH,))
+    task = task_services.create_task(
+        tenants.sunfix_om,
+        kind=DeviceKind.INVERTER,
+        release=dsp,
+        model=TH,
+        firmware_type=FirmwareType.DSP,
+        devices=[inverter],
+    )
+    UpgradeTarget.objects.filter(task=task).update(
+        state=TargetState.FAILED, reason="image rejected", finished_at=timezone.now()
+    )
+    client = client_for(tenants.sunfix_om)
+    html = client.get(url("upgrade", inverter.pk)).content.decode()
+    for text in ("Creator", "SunFix O&amp;M", "01.90.06", "01.95", "Failed", "image rejected"):
+        assert text in html, text
+    assert inverter.gateway.serial_number in html
+    none = client.get(url("upgrade", inverter.pk), {"type": "LCD"}).content.decode()
+    assert "image rejected" not in none
+    tomorrow = (timezone.localdate() + dt.timedelta(days=1)).isoformat()
+    later = client.get(url("upgrade", inverter.pk), {"start": tomorrow}).content.decode()
+    assert "image rejected" not in later
+    # Owners see the history but no Upgrade.
+    owner = client_for(tenants.owner).get(url("upgrade", inverter.pk)).content.decode()
+    assert url("upgrade_task", inverter.pk) not in owner
+
+
+@pytest.mark.matrix("inverters:upgrade_task")
+def test_permission_matrix_of_the_upgrade_dialog(tenants, client_for, inverter):
+    dsp = make_release(DeviceKind.INVERTER, FirmwareType.DSP, "01.95", (TH,))
+    assert_matrix(tenants, client_for, url("upgrade_task", inverter.pk), Expect())
+    assert_matrix(
+        tenants,
+        client_for,
+        url("upgrade_task", inverter.pk),
+        Expect(admin=302, om=302),
+        method="post",
+        data={"type": "dsp", "release": dsp.pk, "reservation": "no"},
+    )

@@ -1,5 +1,5 @@
 """The permission matrix of the pages outside the apps (matricloud/urls.py): home, the menu
-entries whose pages come with later features, the health check and the language switch.
+entry whose page comes with a later feature, the health check and the language switch.
 
 None of them shows an object of a tenant, so a foreign user gets what the same role gets at
 home; an anonymous visitor is sent to sign in, except for the health check and the language
@@ -19,17 +19,6 @@ EVERY_SIGNED_IN_USER = Expect.tenant_wide(admin=200, om=200, owner=200)
 @pytest.mark.matrix("home")
 def test_home(tenants, client_for):
     assert_matrix(tenants, client_for, reverse("home"), EVERY_SIGNED_IN_USER)
-
-
-@pytest.mark.parametrize(
-    "section",
-    [
-        pytest.param(section, marks=pytest.mark.matrix(f"placeholder:{section}"))
-        for section in ("upgrade",)
-    ],
-)
-def test_menu_entries_still_to_come(tenants, client_for, section):
-    assert_matrix(tenants, client_for, reverse(f"placeholder:{section}"), EVERY_SIGNED_IN_USER)
 
 
 @pytest.mark.matrix("placeholder:maintenance")

@@ -13,8 +13,10 @@ from pymodbus.client.mixin import ModbusClientMixin
 
 from devices.registermap import (
     FAULT_LEVELS,
+    FIRMWARE_TYPE_NAMES,
     MAP_DIR,
     MAX_BLOCK_REGISTERS,
+    FirmwareTypeSpec,
     RegisterMap,
     RegisterMapError,
     RegisterValueError,
@@ -856,3 +858,94 @@ def test_provenance_is_kept_in_the_notes():
     sml = RegisterMap.for_model("ECH6K-SML-EU")
     assert "assumed for this family" in sml.point("batt_soc").note
     assert th.point("batt_power").note == ""
+
+
+# ---- firmware transfer ------------------------------------------------------------------------
+
+
+def test_every_model_lists_its_firmware_types_with_their_version_points(rm):
+    types = rm.firmware_types
+    assert set(types) == {"dsp", "slave_dsp", "lcd", "arc"}
+    assert set(types) <= set(FIRMWARE_TYPE_NAMES)
+    assert types["dsp"] == FirmwareTypeSpec("dsp", 1, "dsp_version")
+    for spec in types.values():
+        assert rm.point(spec.version_point).format == "version"
+    assert "trip_board" not in types and "senergy_master_dsp" not in types
+
+
+def test_the_transfer_block_is_served_and_lies_on_no_point(rm):
+    block = rm.firmware_transfer
+    assert (block.command, block.data, block.state) == (0x1100, 0x1108, 0x0D00)
+    assert block.length + 1 == block.data  # offset, length and data in one FC16 write
+    assert block.data + block.data_registers - block.offset <= 123
+    for table, start, count in (
+        ("holding", block.holding, block.holding_registers),
+        ("input", block.input, block.input_registers),
+    ):
+        assert all(rm.point_at(table, a) is None for a in range(start, start + count))
+        assert any(
+            s.start <= start and start + count <= s.start + len(s.values)
+            for s in rm.raw_block_layout()[table]
+        )
+    assert not [p for p in rm.search("0x1100")]  # not a point: not on the Settings page
+
+
+def _with_transfer(d, **changes):
+    d["points"].append(
+        {
+            "key": "in_version",
+            "name": "In_Version",
+            "group": "Test",
+            "table": "input",
+            "address": 0x0110,
+            "type": "u16",
+            "format": "version",
+            "telemetry": False,
+        }
+    )
+    d["firmware_transfer"] = {
+        "holding": 0x0200,
+        "input": 0x0300,
+        "types": {"dsp": {"code": 1, "version_point": "in_version"}},
+    } | changes
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"holding": 0x0010}, "the holding block [0X0010/16]+128 overlaps point p_u16"),
+        ({"input": 0x00FF}, "the input block [0X00FF/255]+4 overlaps point in_u16"),
+        (
+            {"types": {"boot": {"code": 1, "version_point": "in_version"}}},
+            "'boot' is not a firmware type",
+        ),
+        (
+            {"types": {"dsp": {"code": 1, "version_point": "p_version"}}},
+            "version_point 'p_version' is not an input point with format: version",
+        ),
+        (
+            {
+                "types": {
+                    "dsp": {"code": 1, "version_point": "in_version"},
+                    "lcd": {"code": 1, "version_point": "in_version"},
+                }
+            },
+            "types › lcd: duplicate code 1",
+        ),
+        ({"data_registers": 121}, "less than or equal to 120"),
+    ],
+)
+def test_a_bad_transfer_block_is_rejected(tmp_path, changes, message):
+    data = _base_map()
+    _with_transfer(data, **changes)
+    with pytest.raises(RegisterMapError) as exc:
+        RegisterMap.from_file(_write(tmp_path, data))
+    assert message in str(exc.value)
+
+
+def test_a_map_without_a_transfer_block_has_no_firmware_types(codec, tmp_path):
+    assert codec.firmware_transfer is None and codec.firmware_types == {}
+    data = _base_map()
+    _with_transfer(data)
+    rm = RegisterMap.from_file(_write(tmp_path, data))
+    assert rm.firmware_types == {"dsp": FirmwareTypeSpec("dsp", 1, "in_version")}

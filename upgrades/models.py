@@ -179,6 +179,9 @@ class UpgradeTask(models.Model):
     min_soc = models.PositiveSmallIntegerField(_("battery SOC at least (%)"), null=True, blank=True)
     require_no_urgent_alarm = models.BooleanField(_("no urgent alarm occurring"), default=True)
     require_grid_mode = models.BooleanField(_("not in emergency or off-grid mode"), default=True)
+    # When an operator last resumed the task: the failures before it were accepted then, so
+    # only a device failing after it pauses the task again.
+    resumed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,5 +1,6 @@
 """A gateway's page (guide §6.3.2): the header with Upgrade, the tabs (Overview, Settings),
-the Overview tab (basic information and the device list with Delete) and the Upgrade dialog.
+the Overview tab (basic information and the device list with Delete) and the Upgrade dialog
+(a one-device upgrade task).
 
 Each tab is its own view and URL (ui.tabs), like the site pages (fleet/views/site_base.py);
 its template extends `fleet/gateways/detail_base.html` and fills `{% block panel %}`. The
@@ -11,28 +12,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.generic import TemplateView
 
 from accounts.permissions import can
 from accounts.tables import local_time
-from accounts.views.generic import ObjectConfirmView, ObjectMixin, Tab
+from accounts.views.generic import ObjectConfirmView, Tab
 from fleet import gateway_services
 from fleet.gateway_filters import MODEL_LABELS, GatewayListStatus, with_list_status
-from fleet.gateway_forms import GatewayUpgradeForm
 from fleet.gateway_tables import GatewayDeviceTable, gateway_devices, interval_text
 from fleet.views.detail_tabs import DetailTabView
+from fleet.views.upgrade_dialog import DeviceUpgradeDialog
 from gateways.models import Gateway
 from inverters.models import Inverter
-from ui.dialogs import dialog_done, render_dialog
+from upgrades.models import DeviceKind
 
 GATEWAY_TABS = (
     Tab("overview", gettext_lazy("Overview"), "gateways:detail", "device.view", icon="info-circle"),
@@ -134,73 +132,19 @@ class GatewayDeviceDeleteView(ObjectConfirmView):
             return self.render_to_response(context)
 
 
-class GatewayUpgradeView(ObjectMixin, TemplateView):
-    """Upgrade (§6.3.2.3): firmware version and reservation. The request is recorded in the
-    activity log; delivering the firmware belongs to the Upgrade feature."""
+class GatewayUpgradeView(DeviceUpgradeDialog):
+    """Upgrade (§6.3.2.3): Firmware (the releases for the gateway's model), Reservation and
+    Time; Confirm creates a one-device upgrade task and opens it."""
 
     model = Gateway
-    action = "upgrade.manage"
+    kind = DeviceKind.GATEWAY
     template_name = "fleet/gateways/upgrade.html"
 
-    def versions(self) -> list[str]:
-        """Firmware versions the user's gateways already run, to pick from."""
-        return list(
-            Gateway.objects.visible_to(self.request.user)
-            .exclude(firmware_version="")
-            .order_by("-firmware_version")
-            .values_list("firmware_version", flat=True)
-            .distinct()[:20]
-        )
-
-    def show(self, form: GatewayUpgradeForm) -> HttpResponse:
-        context = {
+    def dialog_context(self) -> dict[str, Any]:
+        return {
             "gateway": self.object,
-            "form": form,
-            "versions": self.versions(),
             "next_url": reverse("gateways:detail", args=[self.object.pk]),
         }
-        return render_dialog(self.request, self.template_name, context)
-
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self.show(GatewayUpgradeForm())
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        form = GatewayUpgradeForm(request.POST)
-        if form.is_valid():
-            try:
-                gateway_services.request_gateway_upgrade(
-                    self.object,
-                    form.cleaned_data["firmware"],
-                    reserve_at=form.reserve_at(),
-                    acting_user=request.user,
-                )
-            except ValidationError as error:
-                if hasattr(error, "error_dict"):
-                    for field, errors in error.message_dict.items():
-                        form.add_error(field if field in form.fields else None, errors)
-                else:
-                    form.add_error(None, error)
-            else:
-                when = form.reserve_at()
-                text = (
-                    _("The upgrade of %(sn)s to %(fw)s at %(at)s has been recorded.")
-                    if when
-                    else _("The upgrade of %(sn)s to %(fw)s has been recorded.")
-                )
-                at = timezone.localtime(when).strftime("%Y-%m-%d %H:%M") if when else ""
-                messages.success(
-                    request,
-                    text
-                    % {
-                        "sn": self.object.serial_number,
-                        "fw": form.cleaned_data["firmware"],
-                        "at": at,
-                    }
-                    + " "
-                    + _("Firmware delivery to gateways comes with the Upgrade feature."),
-                )
-                return dialog_done(request, reverse("gateways:detail", args=[self.object.pk]))
-        return self.show(form)
 
 
 urlpatterns = [

@@ -66,6 +66,7 @@ class Command(BaseCommand):
 
             fleet = ensure_demo_fleet()
             created += [f"{n} {kind}" for kind, n in fleet["created"].items() if n]
+            created += seed_demo_firmware()
         for line in created:
             self.stdout.write(f"created {line}")
         if not created:
@@ -101,3 +102,12 @@ def seed_demo() -> list[str]:
         )
         created.append(f"user {spec.email} ({spec.role}, {spec.company})")
     return created
+
+
+def seed_demo_firmware() -> list[str]:
+    """One gateway and one inverter release in the firmware catalogue, published by the
+    platform administrator (when that login exists)."""
+    from upgrades.release_services import ensure_demo_releases
+
+    publisher = User.objects.filter(email=DEMO_USERS[0].email, is_active=True).first()
+    return ensure_demo_releases(publisher) if publisher is not None else []

@@ -32,7 +32,9 @@ class Command(BaseCommand):
         level = {0: logging.WARNING, 1: logging.INFO}.get(options["verbosity"], logging.DEBUG)
         logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("pymodbus").setLevel(logging.WARNING)
-        sends_only = (options["fault"] or options["clear_fault"]) and not options["gateways"]
+        sends_only = (
+            options["fault"] or options["clear_fault"] or options["ota_fault"]
+        ) and not options["gateways"]
         with tempfile.TemporaryDirectory(prefix="matricloud-fleet-") as tmp:
             if options["gateways"] is None and not options["fleet"] and not options["inverter"]:
                 if not sends_only:
