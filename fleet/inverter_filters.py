@@ -1,5 +1,6 @@
 """Filters of the inverter list (guide §6.4.1): All Status, All Models and a keyword (device
-SN or name).
+SN or name); and, from the firmware catalogue's Upgrade statistics, the inverters that run a
+board's version (`firmware=DSP:01.22`, not shown in the filter bar).
 
 Every filter is a query-string parameter, so a filtered list can be bookmarked. The models are
 those that have a register map (devices/registermaps): no query is needed to offer them.
@@ -39,7 +40,19 @@ class InverterFilter(django_filters.FilterSet):
         widget=search_input(_("Device SN or name")),
     )
 
+    firmware = django_filters.CharFilter(
+        method="running_firmware", widget=forms.HiddenInput, max_length=80
+    )
+
     class Meta:
         model = Inverter
-        fields = ("status", "model", "q")
+        fields = ("status", "model", "q", "firmware")
         form = InverterFilterForm
+
+    def running_firmware(self, queryset, name: str, value: str):
+        """`BOARD:VERSION`: the board as uploads name it (DSP, SLAVE_DSP…), any case."""
+        board, sep, version = value.partition(":")
+        board = board.strip().upper()
+        if not sep or not board.replace("_", "").isalnum():
+            return queryset.none()
+        return queryset.filter(**{f"firmware_versions__{board}": version.strip()})

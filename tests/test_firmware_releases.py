@@ -389,7 +389,15 @@ def test_statistics_count_only_devices_in_the_users_scope(tenants, client_for, p
     assert f"{gateway_list}?model=CPS+WiFi+Kit&amp;version=10.00" in response.text
     assert running(tenants.nordlicht_om, DeviceKind.GATEWAY)[1] == {GATEWAY_MODEL: 3}
     assert running(platform_admin, DeviceKind.GATEWAY)[1] == {GATEWAY_MODEL: 5}
-    assert running(tenants.sunfix_om, DeviceKind.INVERTER)[1] == {INVERTER_MODEL: 1}
+    response, counts = running(tenants.sunfix_om, DeviceKind.INVERTER)
+    assert counts == {INVERTER_MODEL: 1}
+    # The count links to the inverter list showing exactly those inverters.
+    link = f"{reverse('inverters:list')}?model={INVERTER_MODEL}&firmware=DSP%3A01.22"
+    assert link.replace("&", "&amp;") in response.text
+    listed = client_for(tenants.sunfix_om).get(link)
+    assert [row.record.firmware_versions for row in listed.context["table"].page.object_list] == [
+        {"DSP": "01.22", "LCD": "02.00"}
+    ]
     assert running(tenants.nordlicht_om, DeviceKind.INVERTER)[1] == {INVERTER_MODEL: 1}
     assert running(platform_admin, DeviceKind.INVERTER)[1] == {INVERTER_MODEL: 2}
     assert dsp.models.get().model == INVERTER_MODEL

@@ -109,7 +109,16 @@ class ReleaseTable(BaseTable):
                 _("The gateways that run this version"),
                 count,
             )
-        return str(count)
+        query = urlencode(
+            {"model": record.model, "firmware": f"{record.firmware_type.upper()}:{record.version}"}
+        )
+        return format_html(
+            '<a href="{}?{}" title="{}">{}</a>',
+            reverse("inverters:list"),
+            query,
+            _("The inverters that run this version"),
+            count,
+        )
 
     def value_statistics(self, record: ReleaseModel) -> int:
         return self.running.get(record.pk, 0)
