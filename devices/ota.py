@@ -32,6 +32,9 @@ DEFAULT_CHUNK_BYTES = 64 * 1024
 MIN_CHUNK_BYTES = 1024
 # Far below the 1 MiB payload limit of the embedded broker (and Mosquitto's defaults).
 MAX_CHUNK_BYTES = 256 * 1024
+# A request may ask for a range of up to this many chunks; each is answered on its own.
+MAX_RANGE_CHUNKS = 8
+MAX_REQUEST_BYTES = MAX_RANGE_CHUNKS * MAX_CHUNK_BYTES
 MAX_IMAGE_BYTES = 1 << 31
 JOB_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -164,21 +167,35 @@ class Offer:
 
 @dataclass(frozen=True)
 class ChunkRequest:
-    """Send me `length` bytes of the image from `offset` (a multiple of the chunk size)."""
+    """Send me `length` bytes of the image from `offset` (a multiple of the chunk size).
+
+    With `chunk`, the range may span up to MAX_RANGE_CHUNKS chunks of that size and is
+    answered with one ChunkResponse per chunk, in order: one request instead of several
+    saves a message each way per chunk, and no response grows. Without it (the original
+    form) the range is at most one chunk and gets one response."""
 
     job: str
     offset: int
     length: int
+    chunk: int | None = None
 
     def encode(self) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "v": PROTOCOL_VERSION,
             "type": "chunk",
             "job": self.job,
             "offset": self.offset,
             "length": self.length,
         }
+        if self.chunk is not None:
+            body["chunk"] = self.chunk
         return json.dumps(body, separators=(",", ":")).encode()
+
+    def pieces(self) -> list[tuple[int, int]]:
+        """(offset, length) of each response that answers this request."""
+        step = self.chunk or self.length
+        end = self.offset + self.length
+        return [(start, min(step, end - start)) for start in range(self.offset, end, step)]
 
 
 @dataclass(frozen=True)
@@ -220,11 +237,18 @@ def decode_request(payload: bytes) -> ChunkRequest | StateReport:
     kind = body.get("type")
     if kind == "chunk":
         offset, length = body.get("offset"), body.get("length")
+        chunk = body.get("chunk")
         if not _int(offset) or not 0 <= offset < MAX_IMAGE_BYTES:
             raise ProtocolError("offset must be a non-negative integer")
-        if not _int(length) or not 1 <= length <= MAX_CHUNK_BYTES:
-            raise ProtocolError(f"length must be 1..{MAX_CHUNK_BYTES}")
-        return ChunkRequest(job, offset, length)
+        if chunk is None:
+            if not _int(length) or not 1 <= length <= MAX_CHUNK_BYTES:
+                raise ProtocolError(f"length must be 1..{MAX_CHUNK_BYTES}")
+            return ChunkRequest(job, offset, length)
+        if not _int(chunk) or not MIN_CHUNK_BYTES <= chunk <= MAX_CHUNK_BYTES:
+            raise ProtocolError(f"chunk must be {MIN_CHUNK_BYTES}..{MAX_CHUNK_BYTES}")
+        if not _int(length) or not 1 <= length <= MAX_RANGE_CHUNKS * chunk:
+            raise ProtocolError(f"length must be 1..{MAX_RANGE_CHUNKS} chunks")
+        return ChunkRequest(job, offset, length, chunk)
     if kind == "state":
         state, received = body.get("state"), body.get("received", 0)
         if state not in DEVICE_STATES:

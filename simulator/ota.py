@@ -41,6 +41,7 @@ from devices.ota import (
     FAILED,
     FINAL_STATES,
     INSTALLING,
+    MAX_RANGE_CHUNKS,
     REBOOTING,
     REQ,
     SUCCEEDED,
@@ -428,11 +429,16 @@ class GatewayOta:
                 continue
             self._fill_window(job)
             now = time.monotonic()
-            for offset, sent in list(job.outstanding.items()):
-                if now - sent >= options.ota_chunk_timeout_s:
-                    self.gw.stats["ota_rerequests"] += 1
-                    self._request(job, offset)
-                    job.outstanding[offset] = now
+            late = sorted(
+                offset
+                for offset, sent in job.outstanding.items()
+                if now - sent >= options.ota_chunk_timeout_s
+            )
+            for start, count in _runs(late, job.offer.chunk, _range_chunks(options.ota_window)):
+                self.gw.stats["ota_rerequests"] += count
+                self._request(job, start, count)
+                for n in range(count):
+                    job.outstanding[start + n * job.offer.chunk] = now
             if job.received >= size or job.failure is not None:
                 continue
             job.event.clear()
@@ -458,21 +464,30 @@ class GatewayOta:
                     return
 
     def _fill_window(self, job: _Job) -> None:
-        """Ask for the next chunks until `ota_window` are outstanding."""
+        """Ask for the next chunks, a range of several per request, while at most
+        `ota_window` chunks are outstanding: the same bytes in flight as one request per
+        chunk, with a fraction of the requests."""
         if not self.gw.connected or job.failure is not None or job.cloud_error:
             return
         if self._outage_armed(job) and job.event.is_set():
             return  # the link is about to drop
         window, size, chunk = self.gw.options.ota_window, job.offer.size, job.offer.chunk
+        per_request = _range_chunks(window)
         now = time.monotonic()
-        while len(job.outstanding) < window and job.next_offset < size:
-            self._request(job, job.next_offset)
-            job.outstanding[job.next_offset] = now
-            job.next_offset += chunk
+        while job.next_offset < size:
+            count = min(per_request, -(-(size - job.next_offset) // chunk))
+            if len(job.outstanding) + count > max(window, per_request):
+                break
+            self._request(job, job.next_offset, count)
+            for _ in range(count):
+                job.outstanding[job.next_offset] = now
+                job.next_offset += chunk
 
-    def _request(self, job: _Job, offset: int) -> None:
-        length = min(job.offer.chunk, job.offer.size - offset)
-        payload = ChunkRequest(job.id, offset, length).encode()
+    def _request(self, job: _Job, offset: int, count: int = 1) -> None:
+        """Ask for `count` chunks from `offset` in one request (answered chunk by chunk)."""
+        chunk = job.offer.chunk
+        length = min(count * chunk, job.offer.size - offset)
+        payload = ChunkRequest(job.id, offset, length, chunk).encode()
         self.gw.publish_to(job_topic(self.gw.serial, REQ, job.id), payload)
         self.gw.stats["ota_requests"] += 1
 
@@ -578,6 +593,22 @@ class GatewayOta:
                 f"the inverter runs {version} after the install, not {job.offer.version}"
             )
         return version
+
+
+def _range_chunks(window: int) -> int:
+    """Chunks per request: half the window, so that two requests keep it full."""
+    return max(1, min(MAX_RANGE_CHUNKS, window // 2))
+
+
+def _runs(offsets: list[int], chunk: int, most: int) -> list[tuple[int, int]]:
+    """Sorted chunk offsets as (start, count) runs of consecutive chunks, at most `most` each."""
+    runs: list[tuple[int, int]] = []
+    for offset in offsets:
+        if runs and runs[-1][1] < most and runs[-1][0] + runs[-1][1] * chunk == offset:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((offset, 1))
+    return runs
 
 
 def _hasher() -> Any:

@@ -91,17 +91,22 @@ class OtaPeer:
             self._answer(serial, job, request)
 
     def _answer(self, serial: str, job: str, request: ota.ChunkRequest) -> None:
+        """One response per chunk of the requested range, in order (or one with the error)."""
         image = self.images.get(job)
+        topic = ota.job_topic(serial, ota.RES, job)
         if job in self.errors:
-            response = ota.ChunkResponse(job, request.offset, error=self.errors[job])
+            error = self.errors[job]
         elif image is None:
-            response = ota.ChunkResponse(job, request.offset, error="unknown job")
-        elif request.offset >= len(image):
-            response = ota.ChunkResponse(job, request.offset, error="offset past the end")
+            error = "unknown job"
+        elif request.offset + request.length > len(image):
+            error = "offset past the end"
         else:
-            data = image[request.offset : request.offset + request.length]
-            response = ota.ChunkResponse(job, request.offset, data)
-        self.client.publish(ota.job_topic(serial, ota.RES, job), response.encode(), qos=1)
+            for offset, length in request.pieces():
+                response = ota.ChunkResponse(job, offset, image[offset : offset + length])
+                self.client.publish(topic, response.encode(), qos=1)
+            return
+        response = ota.ChunkResponse(job, request.offset, error=error)
+        self.client.publish(topic, response.encode(), qos=1)
 
     # ---- offers ------------------------------------------------------------------------------
 

@@ -258,6 +258,48 @@ def test_requests_for_foreign_stale_or_impossible_jobs_are_refused(rig, spy):
     assert Gateway.objects.get(pk=a.pk).firmware_version == ""
 
 
+def test_a_range_request_is_answered_chunk_by_chunk_and_a_too_long_one_is_refused(rig, spy):
+    gateway = GatewayFactory(serial_number="GWOTA00012")
+    data = image(WIFI, "2.00")
+    target = gateway_target(gateway, data, "2.00")
+    serial = gateway.serial_number
+    with running_delivery(rig.broker) as service:
+        assert offer_job(target)  # nobody listens on the command topic: the job stays open
+        target.refresh_from_db()
+        job = target.job
+        peer = protocol.make_client("ranger", rig.broker, persistent=False)
+        protocol.connect_client(peer, rig.broker, persistent=False)
+        peer.loop_start()
+
+        def ask(offset: int, length: int, chunk: int | None = CHUNK) -> None:
+            request = ota.ChunkRequest(job, offset, length, chunk).encode()
+            peer.publish(ota.job_topic(serial, ota.REQ, job), request, qos=1)
+
+        try:
+            ask(4 * CHUNK, 4 * CHUNK)  # four chunks in one request
+            ask(8 * CHUNK, SIZE - 8 * CHUNK)  # the rest: three chunks, the last one short
+            wait_for(lambda: len(spy.served) >= 7, 10, "seven chunks")
+            ask(0, (ota.MAX_RANGE_CHUNKS + 1) * CHUNK)  # longer than the bound
+            ask(0, ota.MAX_CHUNK_BYTES + 1, chunk=None)  # nor the one-chunk form
+            ask(8 * CHUNK, 4 * CHUNK)  # runs past the end
+            wait_for(lambda: service.counters.bad >= 2 and len(spy.served) >= 8, 10, "refusals")
+            time.sleep(0.3)
+        finally:
+            peer.disconnect()
+            peer.loop_stop()
+    answers = [(s.offset, s.size, s.error) for s in spy.served if s.serial == serial]
+    expected = [(o, min(CHUNK, SIZE - o), None) for o in range(4 * CHUNK, SIZE, CHUNK)]
+    assert answers[:7] == expected  # one response per chunk, in order, none larger
+    assert answers[7:] == [(8 * CHUNK, 0, "offset past the end of the image")]
+    assert service.counters.bad == 2 and service.counters.chunks == 7
+    with pytest.raises(protocol.ProtocolError):
+        ota.decode_request(ota.ChunkRequest(job, 0, ota.MAX_REQUEST_BYTES + 1, None).encode())
+    decoded = ota.decode_request(ota.ChunkRequest(job, 0, 8 * CHUNK, CHUNK).encode())
+    assert decoded.pieces() == [(n * CHUNK, CHUNK) for n in range(8)]
+    target.refresh_from_db()
+    assert target.state == TargetState.DOWNLOADING
+
+
 def test_reports_for_a_stale_job_change_nothing_and_a_late_success_counts(rig):
     gateway = GatewayFactory(serial_number="GWOTA00008", firmware_version="1.00")
     target = gateway_target(gateway, image("CPS WiFi Kit", "2.00"), "2.00")

@@ -105,8 +105,12 @@ def test_gateway_firmware_is_pulled_checked_and_runs_after_the_restart(peer):
         assert states[-4:] == ["verifying", "installing", "rebooting", "succeeded"]
         assert peer.status[spec.serial].online and peer.status[spec.serial].firmware == "10.10"
         assert fleet.call(lambda: fleet.fleet.gateway(spec.serial).stats["restarts"]) == 1
-        offsets = sorted(s.message.offset for s in peer.requests(offer.job))
+        requests = [s.message for s in peer.requests(offer.job)]
+        offsets = sorted(o for r in requests for o, _n in r.pieces())
         assert offsets == list(range(0, offer.size, CHUNK))  # every chunk once, none again
+        # several chunks per request, never more than the window in one
+        assert len(requests) < offer.chunks
+        assert all(r.length <= FAST.ota_window * CHUNK for r in requests)
 
 
 def test_inverter_firmware_goes_over_modbus_and_the_version_register_changes(peer):

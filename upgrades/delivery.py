@@ -4,7 +4,9 @@ One MQTT session (a fixed client id, persistent, QoS 1, manual acknowledgement) 
 gateway's `mc/v1/{sn}/ota/req/{job}` (devices/ota.py) and the replies to `ota` commands. Two
 threads do the work, so that a slow database never holds up chunks of jobs already known:
 
-- the server answers ChunkRequests: the jobs of all waiting requests are looked up in one
+- the server answers ChunkRequests (a request may ask for a range of several chunks: it gets
+  one response per chunk, in order, each read on its own): the jobs of all waiting requests are
+  looked up in one
   query (then cached for a short while), the range is read from the release's stored file
   through Django's storage (one open handle per release, kept in a small LRU; seek and read
   exactly the range: an image is never read whole) or taken from a small LRU of the ranges read
@@ -508,23 +510,34 @@ class DeliveryService:
             self.reader.close()
             connection.close()
 
-    def _serve(self, item: _Incoming, job: Job | None = None, reserved: bool = False) -> None:
+    def _serve(self, item: _Incoming, job: Job | None = None, reserved: int = 0) -> None:
+        """Answer a request: one ChunkResponse per chunk of its range, in order, each read
+        on its own (from the range cache or the file), or one response with the refusal.
+        `reserved`: PUBACK slots the caller took already for these responses."""
         request: ota.ChunkRequest = item.message
         self.counters.requests += 1
         if job is None:
             job = self.job(request.job)
+        topic = ota.job_topic(item.serial, ota.RES, request.job)
         error = self._refusal(item.serial, job, request)
-        data = b""
         if error is None:
             assert job is not None
-            try:
-                data = self.reader.read(job.file_name, request.offset, request.length)
-            except (OSError, ValueError) as exc:
-                log.error("ota: cannot read %s of job %s: %s", job.file_name, request.job, exc)
-                error = "image unavailable"
-            else:
-                if len(data) != request.length:
-                    error, data = "image unavailable", b""
+            for offset, length in request.pieces():
+                try:
+                    data = self.reader.read(job.file_name, offset, length)
+                except (OSError, ValueError) as exc:
+                    log.error("ota: cannot read %s of job %s: %s", job.file_name, request.job, exc)
+                    data = b""
+                if len(data) != length:
+                    error = "image unavailable"
+                    request = ota.ChunkRequest(request.job, offset, length)
+                    break
+                self.counters.chunks += 1
+                self.counters.bytes += length
+                self._note_progress(job, request.job, offset)
+                response = ota.ChunkResponse(request.job, offset, data)
+                self._publish(topic, response.encode(), reserved > 0)
+                reserved -= 1
         if error is not None:
             self.counters.refused += 1
             if self.counters.refused <= 20 or self.counters.refused % 1000 == 0:
@@ -535,13 +548,13 @@ class DeliveryService:
                     item.serial,
                     error,
                 )
-        else:
-            assert job is not None
-            self.counters.chunks += 1
-            self.counters.bytes += len(data)
-            self._note_progress(job, request.job, request.offset)
-        response = ota.ChunkResponse(request.job, request.offset, data, error)
-        self._publish(ota.job_topic(item.serial, ota.RES, request.job), response.encode(), reserved)
+            response = ota.ChunkResponse(request.job, request.offset, b"", error)
+            self._publish(topic, response.encode(), reserved > 0)
+            reserved -= 1
+        if reserved > 0:  # slots taken for responses that were not sent
+            with self._pending_cv:
+                self._pending = max(0, self._pending - reserved)
+                self._pending_cv.notify_all()
 
     @staticmethod
     def _refusal(serial: str, job: Job | None, request: ota.ChunkRequest) -> str | None:
@@ -565,14 +578,15 @@ class DeliveryService:
         if job is None or job.expires <= time.monotonic():
             return False
         request: ota.ChunkRequest = item.message
-        if not self.reader.has(job.file_name, request.offset, request.length):
+        pieces = request.pieces()
+        if not all(self.reader.has(job.file_name, o, n) for o, n in pieces):
             return False
         with self._pending_cv:
-            if self._pending >= self.max_pending:
+            if self._pending + len(pieces) > self.max_pending:
                 return False
-            self._pending += 1  # the slot this answer takes
+            self._pending += len(pieces)  # the slots these answers take
         try:
-            self._serve(item, job, reserved=True)
+            self._serve(item, job, reserved=len(pieces))
         except Exception:  # a bug costs one request, never the service
             log.exception("ota: serving a chunk of job %s failed", item.job)
         self._ack(item.mid, item.qos, item.generation)
