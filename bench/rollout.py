@@ -61,11 +61,21 @@ def main() -> None:
     parser.add_argument("--chunk-kib", type=int, default=64)
     parser.add_argument("--mqtt-url", help="an external broker instead of a private Mosquitto")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--mqtt-version",
+        choices=("311", "5"),
+        default="311",
+        help="MQTT version of every client, the gateways' and the portal's (default 3.1.1, as "
+        "the local run and most gateway firmware speak it)",
+    )
     args = parser.parse_args()
     broker = None
     if args.mqtt_url is None:
         broker = private_mosquitto()
         args.mqtt_url = broker.url
+    if "version=" not in args.mqtt_url:
+        joiner = "&" if "?" in args.mqtt_url else "?"
+        args.mqtt_url = f"{args.mqtt_url}{joiner}version={args.mqtt_version}"
     base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/matricloud")
     admin_url, db_url = bench_database(base, "bench_rollout")
     recreate_database(admin_url, db_url)
