@@ -183,6 +183,8 @@ def test_firmware_from_catalogue_to_a_staged_rollout(
         assert page.is_checked("#id_require_no_urgent_alarm")
         page.click("button[name=picker][value=select_all]")
         page.wait_for_selector("text=Selected devices: 3")
+        page.evaluate("window.scrollTo(0, 0)")  # fixed header and menu stay at the top
+        page.screenshot(path=str(shots / "upgrade-task-add.png"), full_page=True)
         page.click("button[name=confirm]")
         page.wait_for_url(re.compile(r"/upgrade/tasks/\d+/"))
         task = UpgradeTask.objects.exclude(pk=past.pk).get()
